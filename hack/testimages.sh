@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds berth's test images (hack/testimages) as OCI layouts and pushes them to the
+# local registry as $BERTH_REGISTRY_ADDR/library/<name>:latest with skopeo.
+# Usage: hack/testimages.sh [--if-missing]
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$BERTH_ROOT_DIR"
+
+"$BERTH_ROOT_DIR/hack/registry.sh" start
+
+if [ "${1:-}" = "--if-missing" ] && [ -f "$BERTH_TESTIMAGES_DIR/digests.tsv" ]; then
+    missing=0
+    while IFS=$'\t' read -r name tag digest; do
+        got=$(skopeo inspect --raw --tls-verify=false "docker://$BERTH_REGISTRY_ADDR/library/$name:$tag" 2>/dev/null | sha256sum | cut -d' ' -f1) || true
+        [ "sha256:$got" = "$digest" ] || { missing=1; break; }
+    done <"$BERTH_TESTIMAGES_DIR/digests.tsv"
+    if [ "$missing" = 0 ]; then
+        log "test images already in the registry"
+        exit 0
+    fi
+fi
+
+log "building test images into $BERTH_TESTIMAGES_DIR"
+cargo run --quiet --release -p berth-testimages -- --busybox /bin/busybox --out "$BERTH_TESTIMAGES_DIR"
+
+while IFS=$'\t' read -r name tag digest; do
+    log "pushing library/$name:$tag ($digest)"
+    skopeo copy --quiet --all --preserve-digests --dest-tls-verify=false \
+        "oci:$BERTH_TESTIMAGES_DIR/$name:$tag" "docker://$BERTH_REGISTRY_ADDR/library/$name:$tag"
+done <"$BERTH_TESTIMAGES_DIR/digests.tsv"

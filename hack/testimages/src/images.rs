@@ -1,0 +1,245 @@
+//! The catalogue of berth's test images. `hack/testimages/README.md` says what
+//! each contains and why.
+
+use crate::layer::{self, Blob, Entry};
+use crate::layout::{self, Layout};
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::Command;
+
+const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// One built image: its repository name (under `library/`), tag and top digest.
+pub struct Built {
+    pub name: &'static str,
+    pub tag: &'static str,
+    pub digest: String,
+}
+
+/// Builds every test image into `out/<name>` and returns what was built.
+pub fn build_all(busybox: &Path, out: &Path) -> Result<Vec<Built>> {
+    let base = layer::build(&busybox_entries(busybox)?)?;
+    let mut built = Vec::new();
+    built.push(single(
+        out,
+        "busybox",
+        &base,
+        &[],
+        json!({"Env": [PATH_ENV], "Cmd": ["sh"]}),
+    )?);
+    built.push(single(
+        out,
+        "httpd",
+        &base,
+        &[web_layer()?],
+        json!({
+            "Env": [PATH_ENV],
+            "Cmd": ["httpd", "-f", "-v", "-p", "80", "-h", "/www"],
+            "ExposedPorts": {"80/tcp": {}},
+            "WorkingDir": "/www",
+            "StopSignal": "SIGTERM",
+            "Labels": {"org.berth.test": "httpd"},
+        }),
+    )?);
+    let users = users_layer()?;
+    built.push(single(
+        out,
+        "user-uid",
+        &base,
+        std::slice::from_ref(&users),
+        json!({"Env": [PATH_ENV], "Cmd": ["id"], "User": "1000"}),
+    )?);
+    built.push(single(
+        out,
+        "user-name",
+        &base,
+        &[users],
+        json!({"Env": [PATH_ENV], "Cmd": ["id"], "User": "berth", "WorkingDir": "/home/berth"}),
+    )?);
+    let (lower, upper) = changes_layers()?;
+    built.push(single(
+        out,
+        "layers",
+        &base,
+        &[lower, upper],
+        json!({"Env": [PATH_ENV], "Cmd": ["sh"]}),
+    )?);
+    built.push(multiarch(out, &base)?);
+    Ok(built)
+}
+
+/// An image with one manifest: the busybox base plus `extra` layers.
+fn single(
+    out: &Path,
+    name: &'static str,
+    base: &Blob,
+    extra: &[Blob],
+    runtime: Value,
+) -> Result<Built> {
+    let layout = Layout::create(&out.join(name))?;
+    let layers: Vec<&Blob> = std::iter::once(base).chain(extra).collect();
+    let owned: Vec<Blob> = layers.iter().map(|b| clone_blob(b)).collect();
+    let config = layout::image_config("amd64", runtime, &owned, "berth-testimages");
+    let manifest = layout.put_image(&owned, &config)?;
+    let platform = json!({"architecture": "amd64", "os": "linux"});
+    layout.finish(&manifest, "latest", Some(platform))?;
+    Ok(Built {
+        name,
+        tag: "latest",
+        digest: manifest.digest,
+    })
+}
+
+fn clone_blob(b: &Blob) -> Blob {
+    Blob {
+        gz: b.gz.clone(),
+        digest: b.digest.clone(),
+        diff_id: b.diff_id.clone(),
+    }
+}
+
+/// The busybox base: `/bin/busybox` plus a symlink per applet, and a minimal /etc.
+fn busybox_entries(busybox: &Path) -> Result<Vec<Entry>> {
+    let binary =
+        std::fs::read(busybox).with_context(|| format!("reading {}", busybox.display()))?;
+    let list = Command::new(busybox)
+        .arg("--list-full")
+        .output()
+        .with_context(|| format!("running {} --list-full", busybox.display()))?;
+    if !list.status.success() {
+        bail!("{} --list-full failed", busybox.display());
+    }
+    let mut entries = vec![
+        Entry::dir("bin", 0o755),
+        Entry::dir("dev", 0o755),
+        Entry::dir("etc", 0o755),
+        Entry::dir("home", 0o755),
+        Entry::dir("proc", 0o555),
+        Entry::dir("root", 0o700),
+        Entry::dir("sbin", 0o755),
+        Entry::dir("sys", 0o555),
+        Entry::dir("tmp", 0o1777),
+        Entry::dir("usr", 0o755),
+        Entry::dir("usr/bin", 0o755),
+        Entry::dir("usr/sbin", 0o755),
+        Entry::dir("var", 0o755),
+        Entry::dir("var/run", 0o755),
+        Entry::file("bin/busybox", 0o755, binary),
+        Entry::file(
+            "etc/passwd",
+            0o644,
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        ),
+        Entry::file("etc/group", 0o644, "root:x:0:\nnobody:x:65534:\n"),
+    ];
+    let text = String::from_utf8(list.stdout).context("applet list is not UTF-8")?;
+    for applet in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if applet == "bin/busybox" {
+            continue;
+        }
+        entries.push(Entry::symlink(applet, "/bin/busybox"));
+    }
+    Ok(entries)
+}
+
+fn web_layer() -> Result<Blob> {
+    layer::build(&[
+        Entry::dir("www", 0o755),
+        Entry::file("www/index.html", 0o644, "hello from berth httpd\n"),
+    ])
+}
+
+/// /etc/passwd and /etc/group with a named user `berth` (1001:1001) who is also in
+/// group `extra` (1002); uid 1000 deliberately has no entry.
+fn users_layer() -> Result<Blob> {
+    layer::build(&[
+        Entry::dir("etc", 0o755),
+        Entry::file(
+            "etc/passwd",
+            0o644,
+            "root:x:0:0:root:/root:/bin/sh\n\
+             berth:x:1001:1001:berth test user:/home/berth:/bin/sh\n\
+             nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        ),
+        Entry::file(
+            "etc/group",
+            0o644,
+            "root:x:0:\nberth:x:1001:\nextra:x:1002:berth\nnobody:x:65534:\n",
+        ),
+        Entry::dir("home", 0o755),
+        Entry::dir("home/berth", 0o755).owner(1001, 1001),
+    ])
+}
+
+/// Two layers over the base that exercise every kind of change an unpacker must get
+/// right; `hack/testimages/README.md` lists what each path must look like.
+fn changes_layers() -> Result<(Blob, Blob)> {
+    let lower = layer::build(&[
+        Entry::dir("data", 0o755),
+        Entry::file("data/keep.txt", 0o644, "keep\n"),
+        Entry::file("data/remove-me.txt", 0o644, "gone\n"),
+        Entry::dir("data/removed-dir", 0o755),
+        Entry::file("data/removed-dir/inner.txt", 0o644, "gone too\n"),
+        Entry::dir("data/replaced", 0o755),
+        Entry::file("data/replaced/old-a.txt", 0o644, "old a\n"),
+        Entry::file("data/replaced/old-b.txt", 0o644, "old b\n"),
+    ])?;
+    let upper = layer::build(&[
+        Entry::dir("data", 0o755),
+        Entry::whiteout("data/remove-me.txt"),
+        Entry::whiteout("data/removed-dir"),
+        Entry::dir("data/replaced", 0o750),
+        Entry::opaque("data/replaced"),
+        Entry::file("data/replaced/new.txt", 0o644, "new\n"),
+        Entry::file("data/original.txt", 0o644, "linked\n"),
+        Entry::hardlink("data/hardlink.txt", "data/original.txt"),
+        Entry::symlink("data/symlink", "keep.txt"),
+        Entry::symlink("data/abs-symlink", "/data/keep.txt"),
+        Entry::fifo("data/fifo", 0o644),
+        Entry::dir("data/modes", 0o755),
+        Entry::file("data/modes/secret", 0o600, "secret\n"),
+        Entry::file("data/modes/exec", 0o755, "#!/bin/sh\necho exec\n"),
+        Entry::file("data/modes/setuid", 0o4755, "#!/bin/sh\n"),
+        Entry::dir("data/modes/sticky", 0o1777),
+        Entry::dir("data/owners", 0o755),
+        Entry::file("data/owners/user-file", 0o644, "uid 1000\n").owner(1000, 1000),
+        Entry::file("data/owners/group-file", 0o640, "gid 50\n").owner(0, 50),
+        Entry::file("data/xattr.txt", 0o644, "has xattr\n").xattr("user.berth", b"layered"),
+    ])?;
+    Ok((lower, upper))
+}
+
+/// An index with an amd64 and an arm64 manifest. Each carries `/etc/berth-arch`
+/// naming its platform so a test can see which one was picked; both reuse the amd64
+/// busybox base, so only the amd64 one can run here.
+fn multiarch(out: &Path, base: &Blob) -> Result<Built> {
+    let layout = Layout::create(&out.join("multiarch"))?;
+    let mut manifests = Vec::new();
+    for (arch, variant) in [("amd64", None), ("arm64", Some("v8"))] {
+        let marker = layer::build(&[
+            Entry::dir("etc", 0o755),
+            Entry::file("etc/berth-arch", 0o644, format!("{arch}\n")),
+        ])?;
+        let layers = [clone_blob(base), marker];
+        let runtime = json!({"Env": [PATH_ENV], "Cmd": ["cat", "/etc/berth-arch"]});
+        let mut config = layout::image_config(arch, runtime, &layers, "berth-testimages");
+        let mut platform = json!({"architecture": arch, "os": "linux"});
+        if let Some(v) = variant {
+            config["variant"] = json!(v);
+            platform["variant"] = json!(v);
+        }
+        let manifest = layout.put_image(&layers, &config)?;
+        let mut desc = manifest.to_json();
+        desc["platform"] = platform;
+        manifests.push(desc);
+    }
+    let index = json!({"schemaVersion": 2, "mediaType": layout::INDEX, "manifests": manifests});
+    let top = layout.put_json(layout::INDEX, &index)?;
+    layout.finish(&top, "latest", None)?;
+    Ok(Built {
+        name: "multiarch",
+        tag: "latest",
+        digest: top.digest,
+    })
+}

@@ -1,0 +1,14 @@
+//! The CRI `runtime.v1` API (k8s.io/cri-api v0.36.3) as Rust types, with tonic
+//! server and client stubs for `RuntimeService` and `ImageService`.
+
+/// Messages and services of the `runtime.v1` package.
+pub mod runtime {
+    pub mod v1 {
+        tonic::include_proto!("runtime.v1");
+    }
+}
+
+pub use runtime::v1;
+
+/// The CRI API version berth speaks, as reported by `Version`.
+pub const CRI_API_VERSION: &str = "v1";
