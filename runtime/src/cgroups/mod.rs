@@ -1,0 +1,307 @@
+//! cgroups with the cgroupfs driver: v1 (and hybrid hosts, where cgroup2 is mounted
+//! beside the v1 controllers) and v2 (unified). The resource files to write are
+//! computed by pure functions in `v1` and `v2`; this module finds the
+//! hierarchies, creates the directories and does the writes.
+
+pub mod v1;
+pub mod v2;
+
+use crate::error::{Error, Result};
+use oci_spec::runtime::LinuxResources;
+use std::path::{Path, PathBuf};
+
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+/// One mounted hierarchy and the container's directory in it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Hierarchy {
+    /// Where it is mounted on the host, e.g. /sys/fs/cgroup/memory.
+    pub mountpoint: PathBuf,
+    /// The controllers it carries (`cpu`, `cpuacct`, ...; empty for a named or
+    /// controller-less cgroup2 hierarchy).
+    pub controllers: Vec<String>,
+    /// The container's directory in it.
+    pub path: PathBuf,
+}
+
+/// The container's cgroups.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Cgroup {
+    pub v2: bool,
+    pub hierarchies: Vec<Hierarchy>,
+}
+
+/// A write of one value to one file of the controller's directory.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Write {
+    /// v1: the controller whose hierarchy holds the file; v2: empty.
+    pub controller: &'static str,
+    pub file: String,
+    pub value: String,
+}
+
+pub fn is_unified(root: &Path) -> bool {
+    let c = crate::sys::cstring(root);
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is a valid path; st a valid out pointer.
+    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == CGROUP2_SUPER_MAGIC }
+}
+
+impl Cgroup {
+    /// Finds where the container's cgroups go. `cgroups_path` absolute: from each
+    /// hierarchy's root; relative: below this process's own cgroup; absent: `/<id>`.
+    pub fn for_container(cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
+        let inner = match cgroups_path {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("/").join(id),
+        };
+        if inner.to_string_lossy().contains(':') && !inner.is_absolute() {
+            return Err(Error::config(
+                "linux.cgroupsPath",
+                format!(
+                    "{:?} looks like a systemd slice:prefix:name path; berth-runtime uses the cgroupfs driver",
+                    inner
+                ),
+            ));
+        }
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let root = Path::new("/sys/fs/cgroup");
+        if is_unified(root) {
+            let own_path = own
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .unwrap_or("/");
+            let path = join_inner(root, own_path, &inner);
+            return Ok(Cgroup {
+                v2: true,
+                hierarchies: vec![Hierarchy {
+                    mountpoint: root.to_path_buf(),
+                    controllers: Vec::new(),
+                    path,
+                }],
+            });
+        }
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| Error::path("reading", "/proc/self/mountinfo", e))?;
+        let mut hierarchies = Vec::new();
+        for (mountpoint, controllers, is_v2) in v1::mounts(&mountinfo) {
+            let own_path =
+                v1::own_path(&own, &controllers, is_v2).unwrap_or_else(|| "/".to_string());
+            let path = join_inner(&mountpoint, &own_path, &inner);
+            hierarchies.push(Hierarchy {
+                mountpoint,
+                controllers,
+                path,
+            });
+        }
+        if hierarchies.is_empty() {
+            return Err(Error::cgroup(root, "no cgroup hierarchy is mounted"));
+        }
+        Ok(Cgroup {
+            v2: false,
+            hierarchies,
+        })
+    }
+
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.hierarchies.iter().map(|h| h.path.clone()).collect()
+    }
+
+    /// Creates the directories (and, on v2, enables the controllers on the way down).
+    pub fn create(&self) -> Result<()> {
+        for h in &self.hierarchies {
+            if self.v2 {
+                v2::enable_controllers(&h.mountpoint, &h.path)?;
+            }
+            std::fs::create_dir_all(&h.path)
+                .map_err(|e| Error::cgroup(&h.path, format!("cannot create: {e}")))?;
+            if h.controllers.iter().any(|c| c == "cpuset") {
+                v1::init_cpuset(&h.mountpoint, &h.path)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn apply(&self, res: &LinuxResources) -> Result<()> {
+        let writes = if self.v2 {
+            v2::writes(res)?
+        } else {
+            v1::writes(res)?
+        };
+        for w in writes {
+            self.write(&w)?;
+        }
+        Ok(())
+    }
+
+    fn write(&self, w: &Write) -> Result<()> {
+        let h = if self.v2 {
+            &self.hierarchies[0]
+        } else {
+            match self
+                .hierarchies
+                .iter()
+                .find(|h| h.controllers.iter().any(|c| c == w.controller))
+            {
+                Some(h) => h,
+                // The host lacks this controller: say so rather than silently ignore.
+                None => {
+                    return Err(Error::cgroup(
+                        &w.file,
+                        format!(
+                            "the {} controller is not mounted on this host",
+                            w.controller
+                        ),
+                    ));
+                }
+            }
+        };
+        let file = h.path.join(&w.file);
+        std::fs::write(&file, &w.value)
+            .map_err(|e| Error::cgroup(&file, format!("writing {:?}: {e}", w.value)))
+    }
+
+    /// Puts a process into every hierarchy.
+    pub fn add(&self, pid: i32) -> Result<()> {
+        let pid = pid.to_string();
+        for h in &self.hierarchies {
+            let file = h.path.join("cgroup.procs");
+            std::fs::write(&file, &pid)
+                .map_err(|e| Error::cgroup(&file, format!("adding pid {pid}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Removes the directories, retrying while the kernel still counts exited tasks.
+    pub fn destroy(&self) -> Result<()> {
+        for h in &self.hierarchies {
+            remove_tree(&h.path)?;
+        }
+        Ok(())
+    }
+}
+
+fn join_inner(mountpoint: &Path, own: &str, inner: &Path) -> PathBuf {
+    let inner_rel = inner.strip_prefix("/").unwrap_or(inner);
+    if inner.is_absolute() {
+        mountpoint.join(inner_rel)
+    } else {
+        mountpoint.join(own.trim_start_matches('/')).join(inner_rel)
+    }
+}
+
+/// rmdir of a cgroup directory and any children it grew, deepest first.
+pub fn remove_tree(path: &Path) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    if let Ok(rd) = std::fs::read_dir(path) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path())?;
+            }
+        }
+    }
+    for attempt in 0..50 {
+        match std::fs::remove_dir(path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 49 => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(e) => return Err(Error::cgroup(path, format!("cannot remove: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+/// The pids in the container's cgroup (its first hierarchy).
+pub fn pids(paths: &[PathBuf]) -> Vec<i32> {
+    let Some(p) = paths.first() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    collect_pids(p, &mut out);
+    out
+}
+
+fn collect_pids(dir: &Path, out: &mut Vec<i32>) {
+    if let Ok(s) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_pids(&e.path(), out);
+            }
+        }
+    }
+}
+
+fn freezer_dir(paths: &[PathBuf], v2: bool) -> Option<&PathBuf> {
+    if v2 {
+        paths.first()
+    } else {
+        paths.iter().find(|p| p.join("freezer.state").exists())
+    }
+}
+
+pub fn is_frozen(paths: &[PathBuf], v2: bool) -> bool {
+    let Some(dir) = freezer_dir(paths, v2) else {
+        return false;
+    };
+    if v2 {
+        std::fs::read_to_string(dir.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
+    } else {
+        std::fs::read_to_string(dir.join("freezer.state")).is_ok_and(|s| s.trim() != "THAWED")
+    }
+}
+
+/// Freezes or thaws every process of the container.
+pub fn set_frozen(paths: &[PathBuf], v2: bool, frozen: bool) -> Result<()> {
+    let dir = freezer_dir(paths, v2)
+        .ok_or_else(|| Error::cgroup("freezer", "the freezer controller is not mounted"))?;
+    let (file, value, want) = if v2 {
+        ("cgroup.freeze", if frozen { "1" } else { "0" }, None)
+    } else {
+        (
+            "freezer.state",
+            if frozen { "FROZEN" } else { "THAWED" },
+            Some(if frozen { "FROZEN" } else { "THAWED" }),
+        )
+    };
+    let f = dir.join(file);
+    std::fs::write(&f, value).map_err(|e| Error::cgroup(&f, format!("writing {value}: {e}")))?;
+    if let Some(want) = want {
+        for _ in 0..1000 {
+            if std::fs::read_to_string(&f).is_ok_and(|s| s.trim() == want) {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        return Err(Error::cgroup(&f, format!("did not reach {want}")));
+    }
+    Ok(())
+}
+
+/// How many times the OOM killer acted in the container's memory cgroup.
+pub fn oom_kills(paths: &[PathBuf], v2: bool) -> u64 {
+    let read_key = |file: PathBuf, key: &str| {
+        std::fs::read_to_string(file).ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(key).and_then(|v| v.trim().parse().ok()))
+        })
+    };
+    if v2 {
+        paths
+            .first()
+            .and_then(|p| read_key(p.join("memory.events"), "oom_kill "))
+            .unwrap_or(0)
+    } else {
+        paths
+            .iter()
+            .find(|p| p.join("memory.oom_control").exists())
+            .and_then(|p| read_key(p.join("memory.oom_control"), "oom_kill "))
+            .unwrap_or(0)
+    }
+}

@@ -1,0 +1,497 @@
+//! The lifecycle commands on the runtime side: create, start, run, kill, delete,
+//! pause and resume. `create` clones the init process into its namespaces and
+//! leaves it parked on the exec fifo; `start` releases it.
+
+use crate::cgroups::{self, Cgroup};
+use crate::error::{Error, Result};
+use crate::init::{self, Init};
+use crate::namespaces::{self, Plan};
+use crate::spec::{self, Bundle};
+use crate::state::{self, EXEC_FIFO, Record, Root, Status};
+use crate::sys;
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxNamespaceType, LinuxResources};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub struct CreateOpts<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub pid_file: Option<&'a Path>,
+    pub console_socket: Option<&'a Path>,
+    pub no_pivot: bool,
+    pub preserve_fds: i32,
+}
+
+/// Undoes a half-made create: the init process, the cgroups, the state dir.
+struct Rollback<'a> {
+    root: &'a Root,
+    id: &'a str,
+    pid: i32,
+    cgroup: Option<Cgroup>,
+    armed: bool,
+}
+
+impl Drop for Rollback<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if self.pid > 0 {
+            // SAFETY: signalling and reaping our own child.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            let _ = sys::waitpid(self.pid);
+        }
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.destroy();
+        }
+        let _ = self.root.remove(self.id);
+    }
+}
+
+/// Creates the container; returns its record. The init process is our child.
+pub fn create(root: &Root, opts: &CreateOpts) -> Result<Record> {
+    spec::validate_id(opts.id)?;
+    let bundle = spec::load_bundle(opts.bundle)?;
+    let linux = bundle.spec.linux().as_ref().expect("validated");
+    let process = bundle.spec.process().as_ref().expect("validated");
+    if process.terminal() == Some(true) && opts.console_socket.is_none() {
+        return Err(Error::config(
+            "process.terminal",
+            "true, but no --console-socket was given to receive the terminal",
+        ));
+    }
+    let ns_list = linux.namespaces().clone().unwrap_or_default();
+    let plan = Plan::new(&ns_list);
+    let ns_fds = plan
+        .join
+        .iter()
+        .map(|(t, p)| namespaces::open_ns(*t, p).map(|fd| (*t, fd)))
+        .collect::<Result<Vec<_>>>()?;
+
+    let dir = root.claim(opts.id)?;
+    let mut rollback = Rollback {
+        root,
+        id: opts.id,
+        pid: 0,
+        cgroup: None,
+        armed: true,
+    };
+
+    let fifo_path = dir.join(EXEC_FIFO);
+    let c = sys::cstring(&fifo_path);
+    // SAFETY: valid C string. 0622: a non-root init can still open it for writing.
+    sys::check_int(unsafe { libc::mkfifo(c.as_ptr(), 0o622) })
+        .map_err(|e| Error::path("creating", &fifo_path, e))?;
+    unsafe { libc::chmod(c.as_ptr(), 0o622) };
+    let fifo =
+        sys::open(&fifo_path, libc::O_PATH).map_err(|e| Error::path("opening", &fifo_path, e))?;
+
+    let cgroup = Cgroup::for_container(linux.cgroups_path().as_deref(), opts.id)?;
+    cgroup.create()?;
+    rollback.cgroup = Some(cgroup.clone());
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    resources.set_devices(Some(device_rules(
+        &resources,
+        linux.devices().as_deref().unwrap_or_default(),
+    )));
+    if cgroup.v2 {
+        // v2 device control needs an eBPF program, which berth does not load yet.
+        resources.set_devices(None);
+    }
+    cgroup.apply(&resources)?;
+
+    let console = opts.console_socket.map(connect_console).transpose()?;
+    let (parent_sock, child_sock) = sys::seqpacket_pair()?;
+
+    // A pid namespace joined by path applies to children: enter it before clone.
+    if let Some((_, fd)) = ns_fds.iter().find(|(t, _)| *t == LinuxNamespaceType::Pid) {
+        namespaces::setns(fd, LinuxNamespaceType::Pid)?;
+    }
+    // SAFETY: a fork-like clone (no new stack): the child continues below with a
+    // copy of this single-threaded process and only runs `init::main`.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (plan.clone_flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    let pid = sys::check(pid).map_err(|e| Error::sys("clone of container init", e))? as i32;
+    if pid == 0 {
+        drop(parent_sock);
+        init::main(Init {
+            bundle: &bundle,
+            ns: &plan,
+            ns_fds,
+            cgroup: &cgroup,
+            fifo,
+            console,
+            no_pivot: opts.no_pivot,
+            preserve_fds: opts.preserve_fds,
+            sync: child_sock,
+        });
+    }
+    drop(child_sock);
+    drop(console);
+    rollback.pid = pid;
+
+    if plan.new_user {
+        write_id_maps(pid, &bundle)?;
+    }
+    cgroup.add(pid)?;
+    let pid_start = sys::process_start_time(pid).unwrap_or(0);
+    let mut record = Record {
+        id: opts.id.to_string(),
+        pid,
+        pid_start,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: state::now_rfc3339(),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+        cgroup: cgroup.clone(),
+        hooks: bundle.spec.hooks().clone(),
+        oci_version: bundle.spec.version().clone(),
+    };
+    let state_json = serde_json::to_vec(&record.output(Status::Creating)).unwrap_or_default();
+    let mut go = b"G".to_vec();
+    go.extend_from_slice(&state_json);
+    sys::send(&parent_sock, &go).map_err(|e| Error::sys("starting container init", e))?;
+
+    loop {
+        let msg =
+            sys::recv(&parent_sock).map_err(|e| Error::sys("waiting for container init", e))?;
+        match msg.first() {
+            Some(b'H') => {
+                let hooks = bundle.spec.hooks().as_ref();
+                crate::hooks::run(
+                    "prestart",
+                    hooks.and_then(|h| h.prestart().as_ref()),
+                    &state_json,
+                )?;
+                crate::hooks::run(
+                    "createRuntime",
+                    hooks.and_then(|h| h.create_runtime().as_ref()),
+                    &state_json,
+                )?;
+                sys::send(&parent_sock, b"C")
+                    .map_err(|e| Error::sys("resuming container init", e))?;
+            }
+            Some(b'R') => break,
+            Some(b'E') => return Err(Error::Init(String::from_utf8_lossy(&msg[1..]).into_owned())),
+            _ => return Err(Error::Init("the init process exited during setup".into())),
+        }
+    }
+    record.pid_start = sys::process_start_time(pid).unwrap_or(pid_start);
+    root.save(&record)?;
+    if let Some(f) = opts.pid_file {
+        sys::write_atomic(&absolute(f), pid.to_string().as_bytes())?;
+    }
+    rollback.armed = false;
+    Ok(record)
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+fn connect_console(path: &Path) -> Result<OwnedFd> {
+    let s = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|e| Error::path("connecting to console socket", path, e))?;
+    Ok(OwnedFd::from(s))
+}
+
+fn write_id_maps(pid: i32, bundle: &Bundle) -> Result<()> {
+    let linux = bundle.spec.linux().as_ref().expect("validated");
+    let fmt = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect::<String>()
+    };
+    for (file, maps) in [
+        ("uid_map", linux.uid_mappings()),
+        ("gid_map", linux.gid_mappings()),
+    ] {
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, fmt(maps))
+            .map_err(|e| Error::config(format!("linux.{file}"), format!("writing {path}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The cgroup device rules: the config's, then the default devices and the
+/// config's device nodes allowed (as runc does), so the container can use the
+/// nodes it is given even behind a deny-all rule.
+pub fn device_rules(
+    res: &LinuxResources,
+    devices: &[oci_spec::runtime::LinuxDevice],
+) -> Vec<LinuxDeviceCgroup> {
+    let mut rules = res.devices().clone().unwrap_or_default();
+    let rule = |typ, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(true);
+        r.set_typ(Some(typ));
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some(access.to_string()));
+        r
+    };
+    rules.push(rule(LinuxDeviceType::C, None, None, "m"));
+    rules.push(rule(LinuxDeviceType::B, None, None, "m"));
+    for (_, major, minor) in crate::rootfs::DEFAULT_DEVICES {
+        rules.push(rule(
+            LinuxDeviceType::C,
+            Some(major as i64),
+            Some(minor as i64),
+            "rwm",
+        ));
+    }
+    rules.push(rule(LinuxDeviceType::C, Some(136), None, "rwm")); // /dev/pts/*
+    rules.push(rule(LinuxDeviceType::C, Some(5), Some(2), "rwm")); // /dev/ptmx
+    rules.push(rule(LinuxDeviceType::C, Some(5), Some(1), "rwm")); // /dev/console
+    for d in devices {
+        let t = match d.typ() {
+            LinuxDeviceType::B => LinuxDeviceType::B,
+            _ => LinuxDeviceType::C,
+        };
+        rules.push(rule(t, Some(d.major()), Some(d.minor()), "rwm"));
+    }
+    rules
+}
+
+/// Releases a created container's init to exec its process.
+pub fn start(root: &Root, id: &str) -> Result<()> {
+    let rec = root.load(id)?;
+    let status = rec.status(root);
+    if status != Status::Created {
+        return Err(Error::BadState {
+            id: id.to_string(),
+            status: status.as_str(),
+            op: "start (it is not created)",
+        });
+    }
+    release(root, &rec)?;
+    let state_json = serde_json::to_vec(&rec.output(Status::Running)).unwrap_or_default();
+    // A failing poststart hook is reported but the container keeps running.
+    crate::hooks::run(
+        "poststart",
+        rec.hooks.as_ref().and_then(|h| h.poststart().as_ref()),
+        &state_json,
+    )
+}
+
+fn release(root: &Root, rec: &Record) -> Result<()> {
+    let fifo_path = root.container_dir(&rec.id).join(EXEC_FIFO);
+    let fifo = sys::open(&fifo_path, libc::O_RDONLY | libc::O_NONBLOCK)
+        .map_err(|e| Error::path("opening", &fifo_path, e))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: fifo.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, 100) };
+        if n > 0 && pfd.revents & libc::POLLIN != 0 {
+            let mut b = [0u8; 1];
+            // SAFETY: valid one-byte buffer.
+            if unsafe { libc::read(fifo.as_raw_fd(), b.as_mut_ptr().cast(), 1) } == 1 {
+                break;
+            }
+        }
+        if !rec.init_alive() {
+            return Err(Error::Init(format!(
+                "container {:?} init exited before start",
+                rec.id
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Init(format!(
+                "container {:?} init did not take the start signal",
+                rec.id
+            )));
+        }
+    }
+    let _ = std::fs::remove_file(&fifo_path);
+    Ok(())
+}
+
+/// Parses `KILL`, `SIGKILL` or `9`.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return if (1..=64).contains(&n) {
+            Ok(n)
+        } else {
+            Err(Error::Usage(format!("invalid signal {s:?}")))
+        };
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|sig| sig as i32)
+        .map_err(|_| Error::Usage(format!("invalid signal {s:?}")))
+}
+
+pub fn kill(root: &Root, id: &str, signal: i32, all: bool) -> Result<()> {
+    let rec = root.load(id)?;
+    let status = rec.status(root);
+    if status == Status::Stopped && !all {
+        return Err(Error::BadState {
+            id: id.to_string(),
+            status: status.as_str(),
+            op: "signal it (it is not running)",
+        });
+    }
+    let paths = rec.cgroup.paths();
+    if all {
+        for pid in cgroups::pids(&paths) {
+            // SAFETY: plain kill.
+            unsafe { libc::kill(pid, signal) };
+        }
+    } else {
+        // SAFETY: plain kill of a pid checked alive with its start time.
+        sys::check_int(unsafe { libc::kill(rec.pid, signal) })
+            .map_err(|e| Error::sys(format!("signalling pid {}", rec.pid), e))?;
+    }
+    if status == Status::Paused && signal == libc::SIGKILL {
+        // Frozen tasks die only once thawed.
+        cgroups::set_frozen(&paths, rec.cgroup.v2, false)?;
+    }
+    Ok(())
+}
+
+pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
+    let rec = match root.load(id) {
+        Ok(r) => r,
+        // `delete --force` of what is already gone is not an error (as runc).
+        Err(Error::NotFound(_)) if force => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let status = rec.status(root);
+    match status {
+        Status::Stopped | Status::Created => {}
+        _ if force => {}
+        _ => {
+            return Err(Error::BadState {
+                id: id.to_string(),
+                status: status.as_str(),
+                op: "delete it without --force",
+            });
+        }
+    }
+    if status != Status::Stopped {
+        let _ = kill(root, id, libc::SIGKILL, false);
+        wait_gone(&rec, Duration::from_secs(10));
+    }
+    destroy(root, &rec)
+}
+
+fn wait_gone(rec: &Record, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while rec.init_alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Kills what is left in the cgroup, removes cgroups and state, runs poststop hooks.
+fn destroy(root: &Root, rec: &Record) -> Result<()> {
+    let paths = rec.cgroup.paths();
+    for _ in 0..100 {
+        let pids = cgroups::pids(&paths);
+        if pids.is_empty() {
+            break;
+        }
+        for pid in pids {
+            // SAFETY: plain kill.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    rec.cgroup.destroy()?;
+    root.remove(&rec.id)?;
+    let state_json = serde_json::to_vec(&rec.output(Status::Stopped)).unwrap_or_default();
+    crate::hooks::run(
+        "poststop",
+        rec.hooks.as_ref().and_then(|h| h.poststop().as_ref()),
+        &state_json,
+    )
+}
+
+pub fn pause(root: &Root, id: &str, frozen: bool) -> Result<()> {
+    let rec = root.load(id)?;
+    let status = rec.status(root);
+    let ok = if frozen {
+        status == Status::Running
+    } else {
+        status == Status::Paused
+    };
+    if !ok {
+        let op = if frozen {
+            "pause it (it is not running)"
+        } else {
+            "resume it (it is not paused)"
+        };
+        return Err(Error::BadState {
+            id: id.to_string(),
+            status: status.as_str(),
+            op,
+        });
+    }
+    cgroups::set_frozen(&rec.cgroup.paths(), rec.cgroup.v2, frozen)
+}
+
+static FORWARD_TO: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = FORWARD_TO.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// `run`: create, start, and unless detached wait for the exit and delete.
+/// Returns the exit code to leave with.
+pub fn run(root: &Root, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
+    let rec = create(root, opts)?;
+    if let Err(e) = start(root, opts.id) {
+        let _ = delete(root, opts.id, true);
+        return Err(e);
+    }
+    if detach {
+        return Ok(0);
+    }
+    FORWARD_TO.store(rec.pid, std::sync::atomic::Ordering::Relaxed);
+    for sig in [
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGWINCH,
+    ] {
+        // SAFETY: installing a handler that only calls kill.
+        unsafe { libc::signal(sig, forward as *const () as libc::sighandler_t) };
+    }
+    let status = sys::waitpid(rec.pid).map_err(|e| Error::sys("waiting for container", e))?;
+    if !keep {
+        delete(root, opts.id, true)?;
+    }
+    Ok(sys::exit_code(status))
+}

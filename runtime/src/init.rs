@@ -1,0 +1,338 @@
+//! The container's init process, from clone to exec. It runs in the child the
+//! runtime clones into the new namespaces, reports each step's failure to the parent
+//! over a SOCK_SEQPACKET pair, then waits on the exec fifo until `start`.
+//!
+//! Messages, child to parent: `H` (namespaces and mounts ready: run the runtime
+//! hooks), `R` (ready, waiting for start), `E<message>` (failed). Parent to child:
+//! `G<state json>` (cgroup joined, id maps written: go on), `C` (hooks done).
+
+use crate::cgroups::Cgroup;
+use crate::error::{Error, Result};
+use crate::namespaces::{self, Plan};
+use crate::process::{self, CapPlan};
+use crate::rootfs::{self, RootfsPlan};
+use crate::spec::Bundle;
+use crate::sys::{self, cstring};
+use oci_spec::runtime::LinuxNamespaceType;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+pub struct Init<'a> {
+    pub bundle: &'a Bundle,
+    pub ns: &'a Plan,
+    pub ns_fds: Vec<(LinuxNamespaceType, OwnedFd)>,
+    pub cgroup: &'a Cgroup,
+    /// O_PATH fd of the exec fifo.
+    pub fifo: OwnedFd,
+    /// Connected `--console-socket`, when the process wants a terminal.
+    pub console: Option<OwnedFd>,
+    pub no_pivot: bool,
+    pub preserve_fds: i32,
+    pub sync: OwnedFd,
+}
+
+/// Runs the init sequence; never returns.
+pub fn main(init: Init) -> ! {
+    let err = match run(&init) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let msg = format!("E{err}");
+    if sys::send(&init.sync, msg.as_bytes()).is_err() {
+        eprintln!("berth-runtime: {err}");
+    }
+    // SAFETY: _exit is always safe; nothing of this process must run atexit handlers.
+    unsafe { libc::_exit(1) }
+}
+
+fn expect(sync: &OwnedFd, tag: u8) -> Result<Vec<u8>> {
+    let msg = sys::recv(sync).map_err(|e| Error::sys("reading from runtime", e))?;
+    match msg.first() {
+        Some(t) if *t == tag => Ok(msg[1..].to_vec()),
+        // The parent went away or failed: nothing to report to.
+        _ => unsafe { libc::_exit(1) },
+    }
+}
+
+fn run(init: &Init) -> Result<std::convert::Infallible> {
+    let spec = &init.bundle.spec;
+    let process = spec.process().as_ref().expect("validated");
+    let linux = spec.linux().as_ref().expect("validated");
+    // SAFETY: plain prctl; the parent's death during setup must not leave us behind.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+
+    let state_json = expect(&init.sync, b'G')?;
+
+    for (t, fd) in &init.ns_fds {
+        if *t != LinuxNamespaceType::Pid {
+            namespaces::setns(fd, *t)?;
+        }
+    }
+    if init.ns.new_user || init.ns.joins(LinuxNamespaceType::User) {
+        // SAFETY: plain integer arguments; become root of the user namespace.
+        unsafe {
+            sys::check_int(libc::setresgid(0, 0, 0))
+                .map_err(|e| Error::sys("setresgid in user namespace", e))?;
+            sys::check_int(libc::setresuid(0, 0, 0))
+                .map_err(|e| Error::sys("setresuid in user namespace", e))?;
+        }
+    }
+    if init.ns.new_cgroup {
+        // Unshared only now, after the parent moved us into the container's cgroup,
+        // so that the namespace's root is that cgroup.
+        // SAFETY: plain flag argument.
+        sys::check_int(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) })
+            .map_err(|e| Error::sys("unshare cgroup namespace", e))?;
+    }
+    if init.ns.new_uts {
+        if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+            // SAFETY: valid buffer and length.
+            sys::check_int(unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) })
+                .map_err(|e| Error::config("hostname", format!("{h}: {e}")))?;
+        }
+        if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+            // SAFETY: valid buffer and length.
+            sys::check_int(unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) })
+                .map_err(|e| Error::config("domainname", format!("{d}: {e}")))?;
+        }
+    }
+    // SAFETY: umask cannot fail; device and directory modes must be exactly as asked.
+    unsafe { libc::umask(0) };
+
+    let in_userns = init.ns.new_user || init.ns.joins(LinuxNamespaceType::User);
+    let plan = RootfsPlan {
+        rootfs: &init.bundle.rootfs,
+        bundle: &init.bundle.dir,
+        mounts: spec.mounts().as_deref().unwrap_or_default(),
+        devices: linux.devices().as_deref().unwrap_or_default(),
+        propagation: linux.rootfs_propagation().as_deref(),
+        in_userns,
+        cgroup: init.cgroup,
+        cgroupns: init.ns.new_cgroup || init.ns.joins(LinuxNamespaceType::Cgroup),
+    };
+    rootfs::prepare(&plan)?;
+
+    let hooks = spec.hooks().as_ref();
+    if hooks.is_some_and(|h| {
+        h.prestart().is_some() || h.create_runtime().is_some() || h.create_container().is_some()
+    }) {
+        sys::send(&init.sync, b"H").map_err(|e| Error::sys("reporting to runtime", e))?;
+        expect(&init.sync, b'C')?;
+        crate::hooks::run(
+            "createContainer",
+            hooks.and_then(|h| h.create_container().as_ref()),
+            &state_json,
+        )?;
+    }
+
+    rootfs::enter(&init.bundle.rootfs, init.no_pivot)?;
+
+    for (k, v) in linux.sysctl().iter().flatten() {
+        let path = Path::new("/proc/sys").join(k.replace('.', "/"));
+        std::fs::write(&path, v)
+            .map_err(|e| Error::config("linux.sysctl", format!("{k}={v}: {e}")))?;
+    }
+    if process.terminal() == Some(true) {
+        let sock = init.console.as_ref().ok_or_else(|| {
+            Error::config("process.terminal", "a terminal needs --console-socket")
+        })?;
+        setup_terminal(
+            sock,
+            process
+                .console_size()
+                .as_ref()
+                .map(|b| (b.height(), b.width())),
+        )?;
+    } else {
+        // Let a non-root process write to the stdio it was given.
+        for fd in 0..3 {
+            // SAFETY: fchown on fds 0-2; failure (e.g. a tty we do not own) is harmless.
+            unsafe { libc::fchown(fd, process.user().uid(), process.user().gid()) };
+        }
+    }
+    rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or_default())?;
+    rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or_default())?;
+    let readonly = spec.root().as_ref().and_then(|r| r.readonly()) == Some(true);
+    rootfs::finish_root(linux.rootfs_propagation().as_deref(), readonly)?;
+
+    process::set_rlimits(process)?;
+    if let Some(adj) = process.oom_score_adj() {
+        process::set_oom_score_adj(adj)?;
+    }
+    let cwd = process.cwd();
+    std::env::set_current_dir(cwd)
+        .map_err(|e| Error::config("process.cwd", format!("{}: {e}", cwd.display())))?;
+    // A cwd reached through a leaked host fd would show as "(unreachable)".
+    let here = std::env::current_dir().map_err(|e| Error::config("process.cwd", e.to_string()))?;
+    if !here.starts_with("/") {
+        return Err(Error::config(
+            "process.cwd",
+            format!("{} is outside the container", cwd.display()),
+        ));
+    }
+
+    let program = cstring(process::find_program(process)?);
+    let args: Vec<CString> = process
+        .args()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(cstring)
+        .collect();
+    let env = process::environment(process);
+    let caps = CapPlan::new(process)?;
+    let nnp = process.no_new_privileges() == Some(true);
+    let filter = linux
+        .seccomp()
+        .as_ref()
+        .map(crate::seccomp::build)
+        .transpose()?;
+
+    caps.drop_bounding()?;
+    if let (Some(f), false) = (&filter, nnp) {
+        // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it now.
+        crate::seccomp::load(f)?;
+    }
+    process::set_user(process, !in_userns || setgroups_allowed())?;
+    caps.apply()?;
+    // The uid change made us non-dumpable, which locks /proc/self/fd; the runtime
+    // runs from a sealed memfd, so nothing of the host is exposed by undoing it.
+    // SAFETY: plain prctl.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+    if nnp {
+        process::set_no_new_privs()?;
+    }
+
+    // No fd of the runtime may reach the container (CVE-2024-21626).
+    close_range_cloexec(3 + init.preserve_fds);
+    sys::send(&init.sync, b"R").map_err(|e| Error::sys("reporting to runtime", e))?;
+    // SAFETY: plain prctl; from here the container outlives `create`.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+
+    wait_for_start(&init.fifo)?;
+    crate::hooks::run(
+        "startContainer",
+        hooks.and_then(|h| h.start_container().as_ref()),
+        &state_json,
+    )?;
+    if let (Some(f), true) = (&filter, nnp) {
+        crate::seccomp::load(f)?;
+    }
+    exec(&program, &args, &env)
+}
+
+fn setgroups_allowed() -> bool {
+    std::fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() == "allow")
+}
+
+fn close_range_cloexec(from: i32) {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: marks fds close-on-exec; no memory is touched.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            from as libc::c_uint,
+            libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        )
+    };
+}
+
+/// Blocks until `start` opens the fifo for reading, then tells it we are going.
+fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
+    let path = sys::fd_path(fifo);
+    // SAFETY: valid C string; O_WRONLY on a fifo blocks until a reader opens it.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    let fd = sys::check_int(fd).map_err(|e| Error::sys("opening exec fifo", e))?;
+    // SAFETY: fd is open; one byte from a static buffer.
+    unsafe {
+        libc::write(fd, b"0".as_ptr().cast(), 1);
+        libc::close(fd);
+    }
+    Ok(())
+}
+
+fn exec(program: &CString, args: &[CString], env: &[CString]) -> Result<std::convert::Infallible> {
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.
+    unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    Err(Error::sys(
+        format!("exec {}", program.to_string_lossy()),
+        std::io::Error::last_os_error(),
+    ))
+}
+
+/// Opens a pty in the container's devpts, sends the master over the console
+/// socket and makes the slave the controlling terminal and stdio.
+fn setup_terminal(sock: &OwnedFd, size: Option<(u64, u64)>) -> Result<()> {
+    let ptmx = sys::open(Path::new("/dev/ptmx"), libc::O_RDWR | libc::O_NOCTTY)
+        .map_err(|e| Error::path("opening", "/dev/ptmx", e))?;
+    let m = ptmx.as_raw_fd();
+    let mut unlock: libc::c_int = 0;
+    let mut n: libc::c_uint = 0;
+    // SAFETY: ioctls on a valid pty master with valid out pointers.
+    unsafe {
+        sys::check_int(libc::ioctl(m, libc::TIOCSPTLCK, &mut unlock))
+            .map_err(|e| Error::sys("unlocking pty", e))?;
+        sys::check_int(libc::ioctl(m, libc::TIOCGPTN, &mut n))
+            .map_err(|e| Error::sys("reading pty number", e))?;
+    }
+    let slave_path = format!("/dev/pts/{n}");
+    let slave = sys::open(Path::new(&slave_path), libc::O_RDWR | libc::O_NOCTTY)
+        .map_err(|e| Error::path("opening", &slave_path, e))?;
+    if let Some((rows, cols)) = size {
+        let ws = libc::winsize {
+            ws_row: rows as u16,
+            ws_col: cols as u16,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: valid fd and winsize.
+        unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
+    send_fd(sock, m, &slave_path)?;
+    drop(ptmx);
+    // SAFETY: become a session leader and take the slave as controlling terminal.
+    unsafe {
+        sys::check_int(libc::setsid()).map_err(|e| Error::sys("setsid", e))?;
+        sys::check_int(libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0))
+            .map_err(|e| Error::sys("TIOCSCTTY", e))?;
+        for fd in 0..3 {
+            sys::check_int(libc::dup2(slave.as_raw_fd(), fd))
+                .map_err(|e| Error::sys("dup2 of pty", e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Sends an fd with SCM_RIGHTS, the pty name as the data (as runc does).
+pub fn send_fd(sock: &OwnedFd, fd: i32, name: &str) -> Result<()> {
+    let mut data = name.as_bytes().to_vec();
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) } as usize;
+    let mut cbuf = vec![0u8; space];
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = space;
+    // SAFETY: msg and its control buffer are valid and sized for one fd.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<i32>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut i32, fd);
+        sys::check(libc::sendmsg(sock.as_raw_fd(), &msg, 0) as libc::c_long)
+            .map_err(|e| Error::sys("sending pty to console socket", e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,28 @@
+//! berth-runtime: a runc-compatible OCI runtime.
+//!
+//! The library does the work; `main.rs` maps runc's command line onto it.
+//! - `spec`: load and validate a bundle's config.json
+//! - `state`: the per-container record under `--root`, and live status
+//! - `container`: create/start/run/kill/delete/pause on the runtime side
+//! - `init`: the container's init process from clone to exec
+//! - `namespaces`, `rootfs`, `mount_options`, `cgroups`, `process`, `seccomp`, `hooks`
+//! - `sys`: checked syscall wrappers; `selfexe`: the sealed-memfd re-exec
+
+pub mod cgroups;
+pub mod container;
+pub mod default_spec;
+pub mod error;
+pub mod features;
+pub mod hooks;
+pub mod init;
+pub mod mount_options;
+pub mod namespaces;
+pub mod process;
+pub mod rootfs;
+pub mod seccomp;
+pub mod selfexe;
+pub mod spec;
+pub mod state;
+pub mod sys;
+
+pub use error::{Error, Result};

@@ -1,0 +1,259 @@
+//! The container process's identity and limits, applied in the child just before
+//! exec: rlimits, oom_score_adj, user and groups, capabilities, no_new_privs, and
+//! the lookup of the program in the container's PATH.
+
+use crate::error::{Error, Result};
+use crate::sys::{self, cstring};
+use caps::{CapSet, Capability as Cap, CapsHashSet};
+use oci_spec::runtime::{Capabilities, PosixRlimitType, Process};
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub fn set_rlimits(process: &Process) -> Result<()> {
+    for r in process.rlimits().as_deref().unwrap_or_default() {
+        let resource = match r.typ() {
+            PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,
+            PosixRlimitType::RlimitFsize => libc::RLIMIT_FSIZE,
+            PosixRlimitType::RlimitData => libc::RLIMIT_DATA,
+            PosixRlimitType::RlimitStack => libc::RLIMIT_STACK,
+            PosixRlimitType::RlimitCore => libc::RLIMIT_CORE,
+            PosixRlimitType::RlimitRss => libc::RLIMIT_RSS,
+            PosixRlimitType::RlimitNproc => libc::RLIMIT_NPROC,
+            PosixRlimitType::RlimitNofile => libc::RLIMIT_NOFILE,
+            PosixRlimitType::RlimitMemlock => libc::RLIMIT_MEMLOCK,
+            PosixRlimitType::RlimitAs => libc::RLIMIT_AS,
+            PosixRlimitType::RlimitLocks => libc::RLIMIT_LOCKS,
+            PosixRlimitType::RlimitSigpending => libc::RLIMIT_SIGPENDING,
+            PosixRlimitType::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+            PosixRlimitType::RlimitNice => libc::RLIMIT_NICE,
+            PosixRlimitType::RlimitRtprio => libc::RLIMIT_RTPRIO,
+            PosixRlimitType::RlimitRttime => libc::RLIMIT_RTTIME,
+        };
+        let lim = libc::rlimit {
+            rlim_cur: r.soft(),
+            rlim_max: r.hard(),
+        };
+        // SAFETY: lim is a valid rlimit.
+        sys::check_int(unsafe { libc::setrlimit(resource, &lim) }).map_err(|e| {
+            Error::config(
+                "process.rlimits",
+                format!("{:?} soft {} hard {}: {e}", r.typ(), r.soft(), r.hard()),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Sets oom_score_adj. Lowering it needs CAP_SYS_RESOURCE; where the runtime lacks
+/// it, the value is clamped to the current one (as containerd does) instead of failing.
+pub fn set_oom_score_adj(value: i32) -> Result<()> {
+    let path = "/proc/self/oom_score_adj";
+    match std::fs::write(path, value.to_string()) {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) => {
+            let current: i32 = std::fs::read_to_string(path)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
+            if value < current {
+                Ok(())
+            } else {
+                Err(Error::config(
+                    "process.oomScoreAdj",
+                    format!("{value}: {e}"),
+                ))
+            }
+        }
+        Err(e) => Err(Error::config(
+            "process.oomScoreAdj",
+            format!("{value}: {e}"),
+        )),
+    }
+}
+
+fn to_caps(set: &Option<Capabilities>, held: &CapsHashSet) -> CapsHashSet {
+    set.iter()
+        .flatten()
+        .filter_map(|c| Cap::from_str(&format!("CAP_{c}")).ok())
+        // What the runtime itself does not hold cannot be given: clamp, as containerd does.
+        .filter(|c| held.contains(c))
+        .collect()
+}
+
+/// The capability sets asked for, clamped to those the runtime holds.
+pub struct CapPlan {
+    bounding: CapsHashSet,
+    effective: CapsHashSet,
+    permitted: CapsHashSet,
+    inheritable: CapsHashSet,
+    ambient: CapsHashSet,
+}
+
+impl CapPlan {
+    pub fn new(process: &Process) -> Result<CapPlan> {
+        let held = caps::read(None, CapSet::Bounding).map_err(|e| {
+            Error::sys("reading bounding set", std::io::Error::other(e.to_string()))
+        })?;
+        let empty = CapsHashSet::new();
+        Ok(match process.capabilities() {
+            Some(c) => CapPlan {
+                bounding: to_caps(c.bounding(), &held),
+                effective: to_caps(c.effective(), &held),
+                permitted: to_caps(c.permitted(), &held),
+                inheritable: to_caps(c.inheritable(), &held),
+                ambient: to_caps(c.ambient(), &held),
+            },
+            None => CapPlan {
+                bounding: empty.clone(),
+                effective: empty.clone(),
+                permitted: empty.clone(),
+                inheritable: empty.clone(),
+                ambient: empty,
+            },
+        })
+    }
+
+    /// Drops what is not in the bounding set; must run while still privileged.
+    pub fn drop_bounding(&self) -> Result<()> {
+        for c in caps::all() {
+            if !self.bounding.contains(&c) {
+                // A capability the kernel does not know cannot be dropped, nor needs to be.
+                let _ = caps::drop(None, CapSet::Bounding, c);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn apply(&self) -> Result<()> {
+        let err = |what: &str, e: caps::errors::CapsError| {
+            Error::sys(
+                format!("setting {what} capabilities"),
+                std::io::Error::other(e.to_string()),
+            )
+        };
+        caps::set(
+            None,
+            CapSet::Effective,
+            &self
+                .effective
+                .intersection(&self.permitted)
+                .copied()
+                .collect(),
+        )
+        .or_else(|_| caps::set(None, CapSet::Effective, &self.effective))
+        .map_err(|e| err("effective", e))?;
+        caps::set(None, CapSet::Permitted, &self.permitted).map_err(|e| err("permitted", e))?;
+        caps::set(None, CapSet::Effective, &self.effective).map_err(|e| err("effective", e))?;
+        caps::set(None, CapSet::Inheritable, &self.inheritable)
+            .map_err(|e| err("inheritable", e))?;
+        caps::clear(None, CapSet::Ambient).map_err(|e| err("ambient", e))?;
+        for c in &self.ambient {
+            // Ambient needs the cap in permitted and inheritable; skip what cannot be raised.
+            let _ = caps::raise(None, CapSet::Ambient, *c);
+        }
+        Ok(())
+    }
+}
+
+/// Switches to the process's user: groups, gid, uid. Capabilities survive the
+/// switch (PR_SET_KEEPCAPS) so that `CapPlan::apply` can set them afterwards.
+pub fn set_user(process: &Process, setgroups_allowed: bool) -> Result<()> {
+    let u = process.user();
+    if setgroups_allowed {
+        let groups: Vec<libc::gid_t> = u.additional_gids().clone().unwrap_or_default();
+        // SAFETY: groups is a valid slice.
+        sys::check_int(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) }).map_err(|e| {
+            Error::config("process.user.additionalGids", format!("{groups:?}: {e}"))
+        })?;
+    }
+    // SAFETY: plain integer arguments.
+    unsafe {
+        sys::check_int(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0))
+            .map_err(|e| Error::sys("PR_SET_KEEPCAPS", e))?;
+        sys::check_int(libc::setresgid(u.gid(), u.gid(), u.gid()))
+            .map_err(|e| Error::config("process.user.gid", format!("{}: {e}", u.gid())))?;
+        sys::check_int(libc::setresuid(u.uid(), u.uid(), u.uid()))
+            .map_err(|e| Error::config("process.user.uid", format!("{}: {e}", u.uid())))?;
+        sys::check_int(libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0))
+            .map_err(|e| Error::sys("PR_SET_KEEPCAPS", e))?;
+    }
+    if let Some(mask) = u.umask() {
+        // SAFETY: umask cannot fail.
+        unsafe { libc::umask(mask as libc::mode_t) };
+    } else {
+        unsafe { libc::umask(0o022) };
+    }
+    Ok(())
+}
+
+pub fn set_no_new_privs() -> Result<()> {
+    // SAFETY: plain integer arguments.
+    sys::check_int(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
+        .map(drop)
+        .map_err(|e| Error::sys("PR_SET_NO_NEW_PRIVS", e))
+}
+
+/// The environment for exec, with HOME added from the container's /etc/passwd when
+/// the config does not set it.
+pub fn environment(process: &Process) -> Vec<CString> {
+    let env = process.env().clone().unwrap_or_default();
+    let mut out: Vec<CString> = env.iter().map(cstring).collect();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        let home = home_of(process.user().uid()).unwrap_or_else(|| "/".to_string());
+        out.push(cstring(format!("HOME={home}")));
+    }
+    out
+}
+
+fn home_of(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 6 && f[2].parse::<u32>().ok()? == uid).then(|| f[5].to_string())
+    })
+}
+
+/// Finds the program in the container's PATH, as execvp would, but up front so a
+/// missing binary fails `create` with its name.
+pub fn find_program(process: &Process) -> Result<PathBuf> {
+    let args = process.args().as_deref().unwrap_or_default();
+    let prog = &args[0];
+    if prog.contains('/') {
+        let p = Path::new(prog);
+        let p = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            process.cwd().join(p)
+        };
+        return if is_executable(&p) {
+            Ok(p)
+        } else {
+            Err(Error::Init(format!(
+                "exec: {prog:?}: no such executable file"
+            )))
+        };
+    }
+    let env = process.env().as_deref().unwrap_or_default();
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    for dir in path.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let cand = Path::new(dir).join(prog);
+        if is_executable(&cand) {
+            return Ok(cand);
+        }
+    }
+    Err(Error::Init(format!(
+        "exec: {prog:?}: executable file not found in $PATH"
+    )))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}

@@ -1,0 +1,585 @@
+//! Building the container's filesystem view inside its new mount namespace:
+//! propagation, the configured mounts (destinations resolved inside the rootfs),
+//! device nodes, pivot_root, then masked and read-only paths.
+
+use crate::cgroups::Cgroup;
+use crate::error::{Error, Result};
+use crate::mount_options::{self, MountOptions};
+use crate::sys::{self, cstring, fd_path};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount};
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// The devices every container gets (as runc): (name, major, minor).
+pub const DEFAULT_DEVICES: [(&str, u32, u32); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+pub struct RootfsPlan<'a> {
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    pub mounts: &'a [Mount],
+    pub devices: &'a [LinuxDevice],
+    pub propagation: Option<&'a str>,
+    pub in_userns: bool,
+    pub cgroup: &'a Cgroup,
+    pub cgroupns: bool,
+}
+
+/// Everything up to (not including) pivot_root.
+pub fn prepare(plan: &RootfsPlan) -> Result<()> {
+    // Nothing we mount may propagate back to the host.
+    let prop = match plan.propagation {
+        Some(p) => mount_options::propagation_flag(p).ok_or_else(|| {
+            Error::config("linux.rootfsPropagation", format!("unknown value {p:?}"))
+        })?,
+        None => libc::MS_SLAVE | libc::MS_REC,
+    };
+    let host_prop = if prop & libc::MS_SHARED != 0 {
+        libc::MS_SLAVE | libc::MS_REC
+    } else {
+        prop
+    };
+    sys::mount(None, Path::new("/"), None, host_prop, None)?;
+    let rootfs_c = cstring(plan.rootfs);
+    sys::mount_c(
+        Some(&rootfs_c),
+        &rootfs_c,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .map_err(|e| Error::path("bind-mounting rootfs", plan.rootfs, e))?;
+    let root = sys::open(plan.rootfs, libc::O_PATH | libc::O_DIRECTORY)
+        .map_err(|e| Error::path("opening rootfs", plan.rootfs, e))?;
+
+    let mut dev_bound = false;
+    for m in plan.mounts {
+        let opts = mount_options::parse(m.options().as_deref().unwrap_or_default());
+        if m.destination() == Path::new("/dev") && opts.is_bind() {
+            dev_bound = true;
+        }
+        mount_one(plan, &root, m, &opts)?;
+    }
+    if !dev_bound {
+        default_devices(&root, plan.in_userns)?;
+    }
+    for d in plan.devices {
+        create_device(&root, d, plan.in_userns)?;
+    }
+    Ok(())
+}
+
+fn mount_one(plan: &RootfsPlan, root: &OwnedFd, m: &Mount, opts: &MountOptions) -> Result<()> {
+    let dest = m.destination();
+    let typ = m.typ().as_deref().unwrap_or("");
+    if opts.is_bind() || typ == "bind" {
+        return bind_mount(plan, root, m, opts);
+    }
+    if typ == "cgroup" || typ == "cgroup2" {
+        return mount_cgroup(plan, root, dest, opts);
+    }
+    let target = sys::ensure_in_root(root.as_raw_fd(), dest, false)?;
+    let source = cstring(
+        m.source()
+            .as_deref()
+            .map(Path::as_os_str)
+            .unwrap_or(typ.as_ref()),
+    );
+    let fstype = cstring(typ);
+    let data = cstring(&opts.data);
+    let data = (!opts.data.is_empty()).then_some(data.as_c_str());
+    let r = sys::mount_c(
+        Some(&source),
+        &fd_path(&target),
+        Some(&fstype),
+        opts.flags,
+        data,
+    );
+    match r {
+        Ok(()) => {}
+        // sysfs cannot be mounted in a user namespace that does not own the network
+        // namespace: show the host's read-only instead, as runc does.
+        Err(e) if typ == "sysfs" && e.raw_os_error() == Some(libc::EPERM) => {
+            let flags = libc::MS_BIND | libc::MS_REC;
+            sys::mount_c(Some(c"/sys"), &fd_path(&target), None, flags, None)
+                .map_err(|e| Error::path("bind-mounting /sys at", dest, e))?;
+        }
+        Err(e) => {
+            return Err(Error::sys(
+                format!("mounting {typ} on {}", dest.display()),
+                e,
+            ));
+        }
+    }
+    finish_mount(root, dest, opts, false)
+}
+
+fn bind_mount(plan: &RootfsPlan, root: &OwnedFd, m: &Mount, opts: &MountOptions) -> Result<()> {
+    let dest = m.destination();
+    let src = m.source().as_ref().ok_or_else(|| {
+        Error::config(
+            "mounts.source",
+            format!("bind mount on {} has no source", dest.display()),
+        )
+    })?;
+    let src = if src.is_absolute() {
+        src.clone()
+    } else {
+        plan.bundle.join(src)
+    };
+    let meta = std::fs::metadata(&src).map_err(|e| Error::path("bind mount source", &src, e))?;
+    let target = sys::ensure_in_root(root.as_raw_fd(), dest, !meta.is_dir())?;
+    let flags = libc::MS_BIND | (opts.flags & libc::MS_REC);
+    sys::mount_c(Some(&cstring(&src)), &fd_path(&target), None, flags, None).map_err(|e| {
+        Error::sys(
+            format!("bind-mounting {} on {}", src.display(), dest.display()),
+            e,
+        )
+    })?;
+    finish_mount(root, dest, opts, true)
+}
+
+/// Remounts with the requested flags and applies propagation and recursive attributes,
+/// on the mount now found at `dest`.
+fn finish_mount(root: &OwnedFd, dest: &Path, opts: &MountOptions, bind: bool) -> Result<()> {
+    let extra = opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
+    let needs_remount = bind && extra != 0;
+    if !needs_remount && opts.propagation.is_empty() && opts.rec_set == 0 && opts.rec_clear == 0 {
+        return Ok(());
+    }
+    let mounted = sys::open_in_root(root.as_raw_fd(), dest, libc::O_PATH, 0)
+        .map_err(|e| Error::path("reopening mount", dest, e))?;
+    let path = fd_path(&mounted);
+    if needs_remount {
+        remount(&path, extra, dest)?;
+    }
+    for p in &opts.propagation {
+        sys::mount_c(None, &path, None, *p, None)
+            .map_err(|e| Error::sys(format!("setting propagation of {}", dest.display()), e))?;
+    }
+    if opts.rec_set != 0 || opts.rec_clear != 0 {
+        set_recursive_attrs(&mounted, opts.rec_set, opts.rec_clear, dest)?;
+    }
+    Ok(())
+}
+
+/// MS_REMOUNT of a bind mount, keeping the flags the kernel locks (nosuid, nodev,
+/// noexec, ... inherited from the source mount) so the remount is not refused.
+fn remount(path: &CStr, flags: libc::c_ulong, dest: &Path) -> Result<()> {
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: path is a valid C string; st a valid out pointer.
+    let locked = if unsafe { libc::statvfs(path.as_ptr(), &mut st) } == 0 {
+        let f = st.f_flag;
+        let mut l = 0;
+        for (st_flag, ms_flag) in [
+            (libc::ST_NOSUID, libc::MS_NOSUID),
+            (libc::ST_NODEV, libc::MS_NODEV),
+            (libc::ST_NOEXEC, libc::MS_NOEXEC),
+            (libc::ST_NOATIME, libc::MS_NOATIME),
+            (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+            (libc::ST_RELATIME, libc::MS_RELATIME),
+        ] {
+            if f & st_flag != 0 {
+                l |= ms_flag;
+            }
+        }
+        l
+    } else {
+        0
+    };
+    let all = libc::MS_BIND | libc::MS_REMOUNT | flags | locked;
+    sys::mount_c(None, path, None, all, None).map_err(|e| {
+        Error::sys(
+            format!("remounting {} with flags {flags:#x}", dest.display()),
+            e,
+        )
+    })
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn set_recursive_attrs(fd: &OwnedFd, set: u64, clear: u64, dest: &Path) -> Result<()> {
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr on an O_PATH fd with AT_EMPTY_PATH and a sized attr struct.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH as libc::c_uint) | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    sys::check(r).map(drop).map_err(|e| {
+        Error::sys(
+            format!("setting recursive attributes on {}", dest.display()),
+            e,
+        )
+    })
+}
+
+/// `/sys/fs/cgroup` inside the container: cgroup2 on a unified host; on a v1 or
+/// hybrid host a tmpfs with each hierarchy's container directory bound in, so the
+/// container sees only its own cgroups.
+fn mount_cgroup(plan: &RootfsPlan, root: &OwnedFd, dest: &Path, opts: &MountOptions) -> Result<()> {
+    let target = sys::ensure_in_root(root.as_raw_fd(), dest, false)?;
+    let flags = opts.flags & !(libc::MS_BIND | libc::MS_REC);
+    if plan.cgroup.v2 {
+        if plan.cgroupns {
+            sys::mount_c(
+                Some(c"cgroup2"),
+                &fd_path(&target),
+                Some(c"cgroup2"),
+                flags,
+                None,
+            )
+            .map_err(|e| Error::sys(format!("mounting cgroup2 on {}", dest.display()), e))?;
+        } else {
+            let src = cstring(&plan.cgroup.hierarchies[0].path);
+            sys::mount_c(
+                Some(&src),
+                &fd_path(&target),
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )
+            .map_err(|e| Error::sys(format!("bind-mounting cgroup on {}", dest.display()), e))?;
+            finish_mount(
+                root,
+                dest,
+                &MountOptions {
+                    flags,
+                    ..Default::default()
+                },
+                true,
+            )?;
+        }
+        return Ok(());
+    }
+    let tmpfs_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    sys::mount_c(
+        Some(c"tmpfs"),
+        &fd_path(&target),
+        Some(c"tmpfs"),
+        tmpfs_flags,
+        Some(c"mode=755"),
+    )
+    .map_err(|e| Error::sys(format!("mounting tmpfs on {}", dest.display()), e))?;
+    for h in &plan.cgroup.hierarchies {
+        let Some(name) = h.mountpoint.file_name() else {
+            continue;
+        };
+        let sub = dest.join(name);
+        let t = sys::ensure_in_root(root.as_raw_fd(), &sub, false)?;
+        sys::mount_c(
+            Some(&cstring(&h.path)),
+            &fd_path(&t),
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )
+        .map_err(|e| {
+            Error::sys(
+                format!("bind-mounting {} on {}", h.path.display(), sub.display()),
+                e,
+            )
+        })?;
+        let sub_flags = flags | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        finish_mount(
+            root,
+            &sub,
+            &MountOptions {
+                flags: sub_flags,
+                ..Default::default()
+            },
+            true,
+        )?;
+        // `cpu,cpuacct` is also reachable as `cpu` and `cpuacct`, as on the host.
+        let name = name.to_string_lossy();
+        if name.contains(',') {
+            let dir = sys::open_in_root(
+                root.as_raw_fd(),
+                dest,
+                libc::O_DIRECTORY | libc::O_RDONLY,
+                0,
+            )
+            .map_err(|e| Error::path("opening", dest, e))?;
+            for part in name.split(',') {
+                let link = cstring(part);
+                let to = cstring(name.as_ref());
+                // SAFETY: dir is an open directory; both names are single components.
+                unsafe { libc::symlinkat(to.as_ptr(), dir.as_raw_fd(), link.as_ptr()) };
+            }
+        }
+    }
+    if flags & libc::MS_RDONLY != 0 {
+        let mounted = sys::open_in_root(root.as_raw_fd(), dest, libc::O_PATH, 0)
+            .map_err(|e| Error::path("reopening mount", dest, e))?;
+        sys::mount_c(
+            None,
+            &fd_path(&mounted),
+            None,
+            libc::MS_REMOUNT | tmpfs_flags | libc::MS_RDONLY,
+            None,
+        )
+        .map_err(|e| Error::sys(format!("remounting {} read-only", dest.display()), e))?;
+    }
+    Ok(())
+}
+
+fn default_devices(root: &OwnedFd, in_userns: bool) -> Result<()> {
+    let dev = sys::mkdir_all_in_root(root.as_raw_fd(), Path::new("/dev"), 0o755)?;
+    for (name, major, minor) in DEFAULT_DEVICES {
+        let path = PathBuf::from("/dev").join(name);
+        make_node(
+            root,
+            &path,
+            libc::S_IFCHR,
+            major,
+            minor,
+            0o666,
+            0,
+            0,
+            in_userns,
+        )?;
+    }
+    let dir = sys::open_in_root(
+        root.as_raw_fd(),
+        Path::new("/dev"),
+        libc::O_DIRECTORY | libc::O_RDONLY,
+        0,
+    )
+    .map_err(|e| Error::path("opening", "/dev", e))?;
+    drop(dev);
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        let (l, t) = (cstring(link), cstring(target));
+        // SAFETY: dir is an open directory; names are single components.
+        let r = unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), l.as_ptr()) };
+        if r == -1 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(Error::path("creating symlink", format!("/dev/{link}"), e));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn create_device(root: &OwnedFd, d: &LinuxDevice, in_userns: bool) -> Result<()> {
+    let kind = match d.typ() {
+        LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
+        LinuxDeviceType::B => libc::S_IFBLK,
+        LinuxDeviceType::P => libc::S_IFIFO,
+        LinuxDeviceType::A => {
+            return Err(Error::config(
+                "linux.devices",
+                format!("{}: type must be c, b, u or p", d.path().display()),
+            ));
+        }
+    };
+    make_node(
+        root,
+        d.path(),
+        kind,
+        d.major() as u32,
+        d.minor() as u32,
+        d.file_mode().unwrap_or(0o666),
+        d.uid().unwrap_or(0),
+        d.gid().unwrap_or(0),
+        in_userns,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn make_node(
+    root: &OwnedFd,
+    path: &Path,
+    kind: libc::mode_t,
+    major: u32,
+    minor: u32,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    in_userns: bool,
+) -> Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::config("linux.devices", format!("{} has no name", path.display())))?;
+    sys::mkdir_all_in_root(root.as_raw_fd(), parent, 0o755)?;
+    let dir = sys::open_in_root(
+        root.as_raw_fd(),
+        parent,
+        libc::O_DIRECTORY | libc::O_RDONLY,
+        0,
+    )
+    .map_err(|e| Error::path("opening", parent, e))?;
+    let n = cstring(name);
+    if in_userns && kind != libc::S_IFIFO {
+        // mknod is not allowed in a user namespace: bind the host's node instead.
+        let t = sys::ensure_in_root(root.as_raw_fd(), path, true)?;
+        let host = PathBuf::from("/dev").join(name);
+        return sys::mount_c(
+            Some(&cstring(&host)),
+            &fd_path(&t),
+            None,
+            libc::MS_BIND,
+            None,
+        )
+        .map_err(|e| {
+            Error::sys(
+                format!("bind-mounting {} on {}", host.display(), path.display()),
+                e,
+            )
+        });
+    }
+    // SAFETY: dir is open; n a single component; the mode and dev are plain integers.
+    unsafe { libc::unlinkat(dir.as_raw_fd(), n.as_ptr(), 0) };
+    let r = unsafe {
+        libc::mknodat(
+            dir.as_raw_fd(),
+            n.as_ptr(),
+            kind | (mode & 0o7777),
+            libc::makedev(major, minor),
+        )
+    };
+    sys::check_int(r).map_err(|e| Error::path("creating device", path, e))?;
+    // SAFETY: as above.
+    let r = unsafe {
+        libc::fchownat(
+            dir.as_raw_fd(),
+            n.as_ptr(),
+            uid,
+            gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    sys::check_int(r).map_err(|e| Error::path("chown of device", path, e))?;
+    Ok(())
+}
+
+/// Makes `rootfs` the root: pivot_root, then the old root is detached; with
+/// `no_pivot`, MS_MOVE and chroot (for a rootfs on a ramfs, where pivot_root fails).
+pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
+    let new_root = sys::open(rootfs, libc::O_DIRECTORY | libc::O_RDONLY)
+        .map_err(|e| Error::path("opening rootfs", rootfs, e))?;
+    // SAFETY: new_root is an open directory fd.
+    sys::check_int(unsafe { libc::fchdir(new_root.as_raw_fd()) })
+        .map_err(|e| Error::sys("chdir to rootfs", e))?;
+    if no_pivot {
+        sys::mount_c(Some(c"."), c"/", None, libc::MS_MOVE, None)
+            .map_err(|e| Error::sys("moving rootfs to /", e))?;
+        // SAFETY: "." is a valid path.
+        sys::check_int(unsafe { libc::chroot(c".".as_ptr()) })
+            .map_err(|e| Error::sys("chroot", e))?;
+    } else {
+        let old_root = sys::open(Path::new("/"), libc::O_DIRECTORY | libc::O_RDONLY)
+            .map_err(|e| Error::path("opening", "/", e))?;
+        // SAFETY: pivot_root(".", ".") stacks the old root on top of the new one.
+        let r = unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) };
+        sys::check(r).map_err(|e| Error::sys("pivot_root", e))?;
+        // SAFETY: old_root is an open directory fd.
+        sys::check_int(unsafe { libc::fchdir(old_root.as_raw_fd()) })
+            .map_err(|e| Error::sys("chdir to old root", e))?;
+        // Keep the unmount of the old root from propagating to the host.
+        sys::mount_c(None, c".", None, libc::MS_SLAVE | libc::MS_REC, None)
+            .map_err(|e| Error::sys("making old root a slave", e))?;
+        sys::umount2(Path::new("."), libc::MNT_DETACH)
+            .map_err(|e| Error::sys("detaching old root", e))?;
+    }
+    // SAFETY: "/" is a valid path.
+    sys::check_int(unsafe { libc::chdir(c"/".as_ptr()) }).map_err(|e| Error::sys("chdir /", e))?;
+    Ok(())
+}
+
+/// Applies rootfsPropagation to the new root (after pivot) and, if asked, makes the
+/// root read-only.
+pub fn finish_root(propagation: Option<&str>, readonly: bool) -> Result<()> {
+    if let Some(p) = propagation.and_then(mount_options::propagation_flag) {
+        sys::mount_c(None, c"/", None, p, None)
+            .map_err(|e| Error::sys("setting rootfs propagation", e))?;
+    }
+    if readonly {
+        remount(c"/", libc::MS_RDONLY, Path::new("/"))?;
+    }
+    Ok(())
+}
+
+/// Hides paths from the container: a file is covered with /dev/null, a directory
+/// with an empty read-only tmpfs. Missing paths are skipped.
+pub fn mask_paths(paths: &[String]) -> Result<()> {
+    let root = sys::open(Path::new("/"), libc::O_PATH | libc::O_DIRECTORY)
+        .map_err(|e| Error::path("opening", "/", e))?;
+    for p in paths {
+        let fd = match sys::open_in_root(root.as_raw_fd(), Path::new(p), libc::O_PATH, 0) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(Error::path("masking", p, e)),
+        };
+        let is_dir = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .is_ok_and(|m| m.is_dir());
+        let r = if is_dir {
+            sys::mount_c(
+                Some(c"tmpfs"),
+                &fd_path(&fd),
+                Some(c"tmpfs"),
+                libc::MS_RDONLY,
+                None,
+            )
+        } else {
+            sys::mount_c(Some(c"/dev/null"), &fd_path(&fd), None, libc::MS_BIND, None)
+        };
+        r.map_err(|e| Error::path("masking", p, e))?;
+    }
+    Ok(())
+}
+
+/// Makes paths read-only (a bind mount of each onto itself, remounted ro).
+pub fn readonly_paths(paths: &[String]) -> Result<()> {
+    let root = sys::open(Path::new("/"), libc::O_PATH | libc::O_DIRECTORY)
+        .map_err(|e| Error::path("opening", "/", e))?;
+    for p in paths {
+        let fd = match sys::open_in_root(root.as_raw_fd(), Path::new(p), libc::O_PATH, 0) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(Error::path("making read-only", p, e)),
+        };
+        let path = fd_path(&fd);
+        sys::mount_c(Some(&path), &path, None, libc::MS_BIND | libc::MS_REC, None)
+            .map_err(|e| Error::path("making read-only", p, e))?;
+        let mounted = sys::open_in_root(root.as_raw_fd(), Path::new(p), libc::O_PATH, 0)
+            .map_err(|e| Error::path("making read-only", p, e))?;
+        remount(
+            &fd_path(&mounted),
+            libc::MS_RDONLY | libc::MS_REC,
+            Path::new(p),
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! Loading `config.json` and checking it before anything is created, so a bad
+//! config fails with the field named and leaves nothing behind.
+
+use crate::error::{Error, Result};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// A loaded bundle: its directory, its spec and its rootfs as an absolute path.
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub spec: Spec,
+    pub rootfs: PathBuf,
+}
+
+pub fn load_bundle(dir: &Path) -> Result<Bundle> {
+    let dir = std::fs::canonicalize(dir).map_err(|e| Error::Bundle {
+        path: dir.to_path_buf(),
+        msg: format!("cannot open bundle directory: {e}"),
+    })?;
+    let config = dir.join("config.json");
+    let data = std::fs::read(&config).map_err(|e| Error::Bundle {
+        path: dir.clone(),
+        msg: format!("cannot read config.json: {e}"),
+    })?;
+    let spec: Spec = serde_json::from_slice(&data).map_err(|e| Error::Bundle {
+        path: dir.clone(),
+        msg: format!("config.json is not a valid OCI runtime config: {e}"),
+    })?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| Error::config("root", "missing (the rootfs to run in)"))?;
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        dir.join(root.path())
+    };
+    let rootfs = std::fs::canonicalize(&rootfs)
+        .map_err(|e| Error::config("root.path", format!("{}: {e}", rootfs.display())))?;
+    validate(&spec)?;
+    Ok(Bundle { dir, spec, rootfs })
+}
+
+/// Checks what the kernel calls would otherwise reject halfway through create.
+pub fn validate(spec: &Spec) -> Result<()> {
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::config("process", "missing (nothing to run)"))?;
+    let args = process.args().as_deref().unwrap_or_default();
+    if args.is_empty() || args[0].is_empty() {
+        return Err(Error::config(
+            "process.args",
+            "must name the program to run",
+        ));
+    }
+    if !process.cwd().is_absolute() {
+        return Err(Error::config(
+            "process.cwd",
+            format!("{:?} must be an absolute path", process.cwd()),
+        ));
+    }
+    for e in process.env().as_deref().unwrap_or_default() {
+        if !e.contains('=') {
+            return Err(Error::config(
+                "process.env",
+                format!("{e:?} is not KEY=VALUE"),
+            ));
+        }
+    }
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| Error::config("linux", "missing (berth-runtime runs Linux containers)"))?;
+    let mut seen = HashSet::new();
+    let namespaces = linux.namespaces().as_deref().unwrap_or_default();
+    for ns in namespaces {
+        if !seen.insert(ns.typ()) {
+            return Err(Error::config(
+                "linux.namespaces",
+                format!("namespace {} is listed twice", ns.typ()),
+            ));
+        }
+        if let Some(p) = ns.path()
+            && !p.is_absolute()
+        {
+            return Err(Error::config(
+                "linux.namespaces",
+                format!("{} path {:?} must be absolute", ns.typ(), p),
+            ));
+        }
+    }
+    if !seen.contains(&LinuxNamespaceType::Mount) {
+        return Err(Error::config(
+            "linux.namespaces",
+            "a mount namespace is required (berth-runtime sets up the rootfs in one)",
+        ));
+    }
+    let has_user = seen.contains(&LinuxNamespaceType::User);
+    let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    if has_user
+        && !maps
+        && !namespaces
+            .iter()
+            .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_some())
+    {
+        return Err(Error::config(
+            "linux.uidMappings",
+            "a new user namespace needs uidMappings and gidMappings",
+        ));
+    }
+    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty())
+        && !seen.contains(&LinuxNamespaceType::Uts)
+    {
+        return Err(Error::config(
+            "hostname",
+            "setting a hostname needs a uts namespace",
+        ));
+    }
+    for m in spec.mounts().as_deref().unwrap_or_default() {
+        if !m.destination().is_absolute() {
+            return Err(Error::config(
+                "mounts.destination",
+                format!("{:?} must be an absolute path", m.destination()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Container ids name directories: keep them to a safe alphabet.
+pub fn validate_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 1024
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.+-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidId(id.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_with(f: impl FnOnce(&mut serde_json::Value)) -> Result<()> {
+        let mut v =
+            serde_json::from_str::<serde_json::Value>(crate::default_spec::DEFAULT_SPEC).unwrap();
+        f(&mut v);
+        let spec: Spec = serde_json::from_value(v).unwrap();
+        validate(&spec)
+    }
+
+    #[test]
+    fn default_spec_is_valid() {
+        spec_with(|_| {}).unwrap();
+    }
+
+    #[test]
+    fn bad_configs_name_the_field() {
+        let e = spec_with(|v| v["process"]["args"] = serde_json::json!([])).unwrap_err();
+        assert!(e.to_string().contains("process.args"), "{e}");
+        let e = spec_with(|v| v["process"]["cwd"] = "relative".into()).unwrap_err();
+        assert!(e.to_string().contains("process.cwd"), "{e}");
+        let e = spec_with(|v| v["process"]["env"] = serde_json::json!(["NOEQUALS"])).unwrap_err();
+        assert!(e.to_string().contains("process.env"), "{e}");
+        let e = spec_with(|v| {
+            v["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}, {"type": "pid"}])
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
+        let e = spec_with(|v| v["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}]))
+            .unwrap_err();
+        assert!(e.to_string().contains("mount namespace"), "{e}");
+        let e = spec_with(|v| {
+            v["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "user"}])
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("uidMappings"), "{e}");
+        let e = spec_with(|v| v["mounts"][0]["destination"] = "proc".into()).unwrap_err();
+        assert!(e.to_string().contains("mounts.destination"), "{e}");
+    }
+
+    #[test]
+    fn unknown_namespace_type_is_rejected_at_parse() {
+        let mut v =
+            serde_json::from_str::<serde_json::Value>(crate::default_spec::DEFAULT_SPEC).unwrap();
+        v["linux"]["namespaces"] = serde_json::json!([{"type": "bogus"}]);
+        assert!(serde_json::from_value::<Spec>(v).is_err());
+    }
+
+    #[test]
+    fn ids() {
+        validate_id("abc-1.2_x+y").unwrap();
+        assert!(validate_id("").is_err());
+        assert!(validate_id("../x").is_err());
+        assert!(validate_id(".hidden").is_err());
+        assert!(validate_id("a/b").is_err());
+    }
+}
