@@ -134,15 +134,29 @@ pub fn fd_path(fd: &impl AsRawFd) -> CString {
 }
 
 /// Creates every missing directory of `path` below `root` (resolved inside it) and
-/// returns an O_PATH fd of the last one.
+/// returns an O_PATH fd of the last one. A component that is a symlink to a missing
+/// directory gets its target created, inside `root`, as mkdir -p would.
 pub fn mkdir_all_in_root(root: RawFd, path: &Path, mode: u32) -> Result<OwnedFd> {
+    mkdir_all_depth(root, path, mode, 0)
+}
+
+fn mkdir_all_depth(root: RawFd, path: &Path, mode: u32, depth: u32) -> Result<OwnedFd> {
+    // As the kernel's own limit on nested symlinks.
+    if depth > 40 {
+        return Err(Error::path(
+            "creating directory",
+            path,
+            io::Error::from_raw_os_error(libc::ELOOP),
+        ));
+    }
     let rel = path.strip_prefix("/").unwrap_or(path);
-    let mut cur = open_in_root(root, Path::new("."), libc::O_PATH | libc::O_DIRECTORY, 0)
-        .map_err(|e| Error::path("opening rootfs", path, e))?;
+    let open_dir = |p: &Path| open_in_root(root, p, libc::O_PATH | libc::O_DIRECTORY, 0);
+    let mut cur = open_dir(Path::new("/")).map_err(|e| Error::path("opening rootfs", path, e))?;
     let mut walked = std::path::PathBuf::from("/");
     for comp in rel.components() {
+        let parent = walked.clone();
         walked.push(comp);
-        match open_in_root(root, &walked, libc::O_PATH | libc::O_DIRECTORY, 0) {
+        match open_dir(&walked) {
             Ok(fd) => cur = fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 let name = cstring(comp.as_os_str());
@@ -153,14 +167,43 @@ pub fn mkdir_all_in_root(root: RawFd, path: &Path, mode: u32) -> Result<OwnedFd>
                     if e.raw_os_error() != Some(libc::EEXIST) {
                         return Err(Error::path("creating directory", &walked, e));
                     }
+                    // It exists but does not resolve: a dangling symlink. Create its
+                    // target below root, then go on through the link.
+                    let target = read_link_at(&cur, &name)
+                        .map_err(|e| Error::path("reading link", &walked, e))?;
+                    let target = if target.is_absolute() {
+                        target
+                    } else {
+                        parent.join(target)
+                    };
+                    mkdir_all_depth(root, &target, mode, depth + 1)?;
                 }
-                cur = open_in_root(root, &walked, libc::O_PATH | libc::O_DIRECTORY, 0)
+                cur = open_dir(&walked)
                     .map_err(|e| Error::path("opening directory in rootfs", &walked, e))?;
             }
             Err(e) => return Err(Error::path("opening directory in rootfs", &walked, e)),
         }
     }
     Ok(cur)
+}
+
+fn read_link_at(dir: &OwnedFd, name: &CStr) -> io::Result<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: dir is an O_PATH dir fd, name a single component, buf a valid buffer.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(std::ffi::OsString::from_vec(buf).into())
 }
 
 /// Makes sure `path` exists below `root` as a directory or, when `file` is set, as a

@@ -1,0 +1,672 @@
+//! berth-runtime end to end: real containers from the busybox test image, facts
+//! checked from inside (and from the host where the kernel keeps them).
+
+use berth_tests::{Bundle, Runtime, bin};
+use serde_json::json;
+use std::path::Path;
+
+fn sh(script: &str) -> Bundle {
+    Bundle::new("busybox", &["sh", "-c", script])
+}
+
+#[test]
+fn run_prints_and_propagates_exit_code() {
+    let rt = Runtime::new();
+    let (code, out, err) = rt.run(&sh("echo hello from berth; exit 7"), "exit");
+    assert_eq!(code, 7, "stderr: {err}");
+    assert_eq!(out, "hello from berth\n");
+}
+
+#[test]
+fn process_is_pid_1_with_hostname_and_env() {
+    let rt = Runtime::new();
+    let mut b = sh("echo $$; hostname; echo $HOME; echo $FOO");
+    b.config["hostname"] = "box-1".into();
+    b.config["process"]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push("FOO=bar baz".into());
+    let (code, out, err) = rt.run(&b, "pid1");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "1\nbox-1\n/root\nbar baz\n");
+}
+
+#[test]
+fn mounts_and_their_flags() {
+    let rt = Runtime::new();
+    let (code, out, err) = rt.run(
+        &sh("cat /proc/self/mountinfo; touch /x 2>&1; true"),
+        "mounts",
+    );
+    assert_eq!(code, 0, "{err}");
+    let line = |mp: &str| {
+        out.lines()
+            .find(|l| l.split(' ').nth(4) == Some(mp))
+            .unwrap_or_else(|| panic!("{mp} not mounted:\n{out}"))
+            .to_string()
+    };
+    assert!(
+        line("/").split(' ').nth(5).unwrap().starts_with("ro"),
+        "readonly root: {}",
+        line("/")
+    );
+    assert!(line("/sys").contains(" ro,"), "{}", line("/sys"));
+    assert!(line("/proc").contains(" - proc "), "{}", line("/proc"));
+    assert!(
+        line("/dev/pts").contains(" - devpts "),
+        "{}",
+        line("/dev/pts")
+    );
+    assert!(
+        line("/dev/shm").contains("nosuid,nodev,noexec"),
+        "{}",
+        line("/dev/shm")
+    );
+    assert!(
+        line("/sys/fs/cgroup").contains(" ro,"),
+        "{}",
+        line("/sys/fs/cgroup")
+    );
+    assert!(
+        out.contains("Read-only file system"),
+        "touch / must fail: {out}"
+    );
+    // The host's root and the old root are gone.
+    assert!(
+        !out.lines().any(|l| l
+            .split(' ')
+            .nth(4)
+            .is_some_and(|m| m.starts_with("/tmp/berth-bundle"))),
+        "{out}"
+    );
+}
+
+#[test]
+fn default_capabilities_and_no_new_privs() {
+    let rt = Runtime::new();
+    let (code, out, err) = rt.run(
+        &sh("grep -E '^(CapEff|CapBnd|CapPrm|NoNewPrivs)' /proc/self/status"),
+        "caps",
+    );
+    assert_eq!(code, 0, "{err}");
+    // CAP_AUDIT_WRITE, CAP_KILL and CAP_NET_BIND_SERVICE only.
+    assert!(out.contains("CapEff:\t0000000020000420"), "{out}");
+    assert!(out.contains("CapBnd:\t0000000020000420"), "{out}");
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+}
+
+#[test]
+fn capabilities_the_runtime_lacks_are_clamped() {
+    let rt = Runtime::new();
+    let mut b = sh("grep CapEff /proc/self/status");
+    let all: Vec<String> = caps_all();
+    for set in ["bounding", "effective", "permitted"] {
+        b.config["process"]["capabilities"][set] = json!(all);
+    }
+    let (code, out, err) = rt.run(&b, "allcaps");
+    assert_eq!(code, 0, "{err}");
+    let held = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bnd = held
+        .lines()
+        .find(|l| l.starts_with("CapBnd"))
+        .unwrap()
+        .split('\t')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        out.trim(),
+        format!("CapEff:\t{bnd}"),
+        "exactly what the host holds"
+    );
+}
+
+fn caps_all() -> Vec<String> {
+    [
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+    ]
+    .iter()
+    .map(|c| format!("CAP_{c}"))
+    .collect()
+}
+
+#[test]
+fn masked_and_readonly_paths() {
+    let rt = Runtime::new();
+    let (code, out, err) = rt.run(
+        &sh("wc -c < /proc/timer_list; ls /proc/acpi | wc -l; (echo 3 > /proc/sys/vm/drop_caches) 2>&1; true"),
+        "masked",
+    );
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        std::fs::metadata("/proc/timer_list").is_ok(),
+        "the host has /proc/timer_list to mask"
+    );
+    assert_eq!(
+        lines[0].trim(),
+        "0",
+        "/proc/timer_list reads as /dev/null: {out}"
+    );
+    assert_eq!(lines[1].trim(), "0", "/proc/acpi is an empty tmpfs: {out}");
+    assert!(
+        out.contains("Read-only file system"),
+        "/proc/sys is read-only: {out}"
+    );
+}
+
+#[test]
+fn user_groups_and_rlimits() {
+    let rt = Runtime::new();
+    let mut b = sh("id; ulimit -n; ulimit -Hn");
+    b.config["process"]["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [2000, 3000]});
+    b.config["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 777}]);
+    let (code, out, err) = rt.run(&b, "user");
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("uid=1000 gid=1000 groups="), "{out}");
+    assert!(
+        lines[0].contains("2000") && lines[0].contains("3000"),
+        "{out}"
+    );
+    assert_eq!(&lines[1..], ["512", "777"]);
+}
+
+fn v1_memory() -> bool {
+    Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
+}
+
+#[test]
+fn memory_limit_is_set_and_enforced() {
+    let rt = Runtime::new();
+    let file = if v1_memory() {
+        "memory/memory.limit_in_bytes"
+    } else {
+        "memory.max"
+    };
+    // dd is the init process, so its OOM kill is the container's exit.
+    let mut b = sh(&format!(
+        "cat /sys/fs/cgroup/{file}; exec dd if=/dev/zero of=/dev/null bs=128M count=1"
+    ));
+    b.config["linux"]["resources"]["memory"] = json!({"limit": 33554432});
+    let (code, out, err) = rt.run(&b, "oom");
+    assert_eq!(
+        out.lines().next(),
+        Some("33554432"),
+        "limit read back: {out} {err}"
+    );
+    assert_eq!(code, 137, "the hog is OOM-killed: {out} {err}");
+}
+
+#[test]
+fn pids_limit_stops_a_fork_bomb() {
+    let rt = Runtime::new();
+    let file = if v1_memory() {
+        "pids/pids.current"
+    } else {
+        "pids.current"
+    };
+    // The inner shell forks until the limit stops it; the outer one reports.
+    let mut b = sh(&format!(
+        "sh -c 'for i in $(seq 30); do sleep 30 & done' 2>&1; cat /sys/fs/cgroup/{file}"
+    ));
+    b.config["linux"]["resources"]["pids"] = json!({"limit": 8});
+    let (code, out, err) = rt.run(&b, "forkbomb");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("can't fork"), "{out}");
+    let current: i32 = out
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{out}"));
+    assert!(
+        (2..=8).contains(&current),
+        "pids.current {current} must stay at the limit 8"
+    );
+}
+
+#[test]
+fn seccomp_rule_returns_configured_errno() {
+    let rt = Runtime::new();
+    let mut b = sh(
+        "mkdir /dev/shm/allowed && echo made; mkdir /dev/shm/x/y 2>&1; rmdir /dev/shm/allowed 2>&1; true",
+    );
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["rmdir", "no_such_syscall"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]
+    });
+    let (code, out, err) = rt.run(&b, "seccomp");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("made"), "{out}");
+    assert!(
+        out.contains("rmdir: '/dev/shm/allowed': Permission denied"),
+        "{out}"
+    );
+}
+
+#[test]
+fn create_then_start_and_state() {
+    let rt = Runtime::new();
+    let b = Bundle::new("busybox", &["sleep", "60"]);
+    b.write();
+    let id = rt.id("lifecycle");
+    let bundle = b.path().to_str().unwrap();
+    let pid_file = b.path().join("pid");
+    let (ok, err) = rt.detached(&[
+        "create",
+        "--bundle",
+        bundle,
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+    ]);
+    assert!(ok, "{err}");
+    let st = rt.state(&id);
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["id"], id.as_str());
+    assert_eq!(
+        st["bundle"],
+        b.path().canonicalize().unwrap().to_str().unwrap()
+    );
+    let pid = st["pid"].as_i64().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(b.path().join("pid")).unwrap(),
+        pid.to_string()
+    );
+    // CVE-2019-5736: the parked init runs from a sealed memfd, not the host binary.
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(
+        exe.to_string_lossy().contains("memfd:berth-runtime"),
+        "{exe:?}"
+    );
+
+    let out = rt.exec(&["start", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(rt.state(&id)["status"], "running");
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim(), "sleep");
+
+    let out = rt.exec(&["start", &id]);
+    assert!(!out.status.success(), "a second start fails");
+    let out = rt.exec(&["delete", &id]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("running"),
+        "delete of a running container says why"
+    );
+
+    let list = rt.exec(&["list", "--format", "json"]);
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(list[0]["id"], id.as_str());
+
+    let ps = rt.exec(&["ps", "--format", "json", &id]);
+    let pids: Vec<i64> = serde_json::from_slice(&ps.stdout).unwrap();
+    assert_eq!(pids, vec![pid]);
+
+    let out = rt.exec(&["kill", &id, "KILL"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    rt.wait_status(&id, "stopped");
+    let out = rt.exec(&["delete", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!rt.root.path().join(&id).exists(), "state removed");
+    let out = rt.exec(&["state", &id]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
+
+#[test]
+fn kill_all_and_pause_resume() {
+    let rt = Runtime::new();
+    let b = sh("sleep 60 & sleep 61 & wait");
+    b.write();
+    let id = rt.id("killall");
+    let (ok, err) = rt.detached(&[
+        "run",
+        "--detach",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert!(ok, "{err}");
+    let mut pids = Vec::new();
+    for _ in 0..200 {
+        pids =
+            serde_json::from_slice::<Vec<i64>>(&rt.exec(&["ps", "--format", "json", &id]).stdout)
+                .unwrap();
+        if pids.len() == 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(pids.len(), 3, "sh and two sleeps");
+
+    assert!(rt.exec(&["pause", &id]).status.success());
+    assert_eq!(rt.state(&id)["status"], "paused");
+    assert!(
+        !rt.exec(&["pause", &id]).status.success(),
+        "pausing twice is refused"
+    );
+    assert!(rt.exec(&["resume", &id]).status.success());
+    assert_eq!(rt.state(&id)["status"], "running");
+
+    let out = rt.exec(&["kill", "--all", &id, "SIGKILL"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    rt.wait_status(&id, "stopped");
+    for p in pids {
+        assert!(
+            !Path::new(&format!("/proc/{p}/cmdline")).exists()
+                || std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .unwrap()
+                    .contains(") Z ")
+        );
+    }
+}
+
+#[test]
+fn failed_create_leaves_nothing_behind() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new("busybox", &["/no/such/program"]);
+    b.config["linux"]["cgroupsPath"] = "/berth-test-failed-create".into();
+    b.write();
+    let id = rt.id("failed");
+    let out = rt
+        .cmd()
+        .args(["create", "--bundle"])
+        .arg(b.path())
+        .arg(&id)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/no/such/program"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(!rt.root.path().join(&id).exists(), "no state dir");
+    for h in ["pids", "memory", "unified", ""] {
+        let p = Path::new("/sys/fs/cgroup")
+            .join(h)
+            .join("berth-test-failed-create");
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
+}
+
+#[test]
+fn bad_input_gets_one_line_errors() {
+    let rt = Runtime::new();
+    let id = rt.id("bad");
+    let out = rt.exec(&["create", "--bundle", "/no/such/bundle", &id]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/bundle"));
+
+    let b = Bundle::new("busybox", &["true"]);
+    std::fs::write(b.path().join("config.json"), "{not json").unwrap();
+    let out = rt
+        .cmd()
+        .args(["create", "--bundle"])
+        .arg(b.path())
+        .arg(&id)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid OCI runtime config"));
+
+    let mut b = Bundle::new("busybox", &["true"]);
+    b.config["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "bogus"}]);
+    b.write();
+    let out = rt
+        .cmd()
+        .args(["create", "--bundle"])
+        .arg(b.path())
+        .arg(&id)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bogus"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let b = Bundle::new("busybox", &["sleep", "30"]);
+    b.write();
+    let bundle = b.path().to_str().unwrap();
+    let (ok, err) = rt.detached(&["create", "--bundle", bundle, &id]);
+    assert!(ok, "{err}");
+    let (ok, err) = rt.detached(&["create", "--bundle", bundle, &id]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let out = rt.exec(&["create", "--bundle", "/", "../escape"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid container id"));
+}
+
+#[test]
+fn mount_destination_symlink_cannot_escape_rootfs() {
+    let rt = Runtime::new();
+    let mut b = sh("ls /escape/");
+    let host_dir = tempfile::tempdir().unwrap();
+    // /escape is a symlink to the host's /tmp-like dir; the mount must land inside.
+    std::os::unix::fs::symlink(host_dir.path(), b.path().join("rootfs/escape")).unwrap();
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/escape", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
+    let (code, _out, err) = rt.run(&b, "symlink");
+    assert_eq!(code, 0, "{err}");
+    // Nothing was mounted on the host directory the symlink names.
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mountinfo.contains(host_dir.path().to_str().unwrap()));
+    assert!(
+        b.path()
+            .join("rootfs")
+            .join(host_dir.path().strip_prefix("/").unwrap())
+            .exists(),
+        "created inside the rootfs"
+    );
+}
+
+#[test]
+fn bind_mounts_readonly_and_relative_source() {
+    let rt = Runtime::new();
+    let mut b = sh("cat /data/hello; (echo x > /data/new) 2>&1; cat /cfg/file");
+    std::fs::create_dir(b.path().join("data")).unwrap();
+    std::fs::write(b.path().join("data/hello"), "from host\n").unwrap();
+    std::fs::write(b.path().join("file"), "a file\n").unwrap();
+    let file = b.path().join("file");
+    b.config["mounts"].as_array_mut().unwrap().extend([
+        json!({"destination": "/data", "type": "bind", "source": "data", "options": ["rbind", "ro"]}),
+        json!({"destination": "/cfg/file", "type": "bind", "source": file, "options": ["bind"]}),
+    ]);
+    let (code, out, err) = rt.run(&b, "bind");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("from host\n"), "{out}");
+    assert!(out.contains("Read-only file system"), "{out}");
+    assert!(out.ends_with("a file\n"), "{out}");
+}
+
+#[test]
+fn no_host_fd_reaches_the_container() {
+    use std::os::unix::process::CommandExt;
+    let rt = Runtime::new();
+    let b = sh("ls /proc/self/fd");
+    b.write();
+    let id = rt.id("fds");
+    let leak = std::fs::File::open("/etc/hostname").unwrap();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&leak);
+    let mut cmd = rt.cmd();
+    cmd.args(["run", "--bundle"]).arg(b.path()).arg(&id);
+    // SAFETY: dup2 into a fixed fd without CLOEXEC, in the child before exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::dup2(raw, 9);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fds: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert!(!fds.contains(&"9".to_string()), "fd 9 leaked: {fds:?}");
+    assert!(fds.len() <= 4, "only stdio and ls's own: {fds:?}");
+}
+
+#[test]
+fn hooks_run_in_order_with_state() {
+    let rt = Runtime::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let mut b = sh("echo main >> /hooks/order");
+    let host_hook = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {d}/{name}.json; echo {name} >> {d}/order")]});
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/hooks", "type": "bind", "source": d, "options": ["rbind"]}));
+    b.config["hooks"] = json!({
+        "prestart": [host_hook("prestart")],
+        "createRuntime": [host_hook("createRuntime")],
+        "createContainer": [host_hook("createContainer")],
+        "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "echo startContainer >> /hooks/order"]}],
+        "poststop": [host_hook("poststop")],
+    });
+    let (code, _out, err) = rt.run(&b, "hooks");
+    assert_eq!(code, 0, "{err}");
+    let order = std::fs::read_to_string(dir.path().join("order")).unwrap();
+    assert_eq!(
+        order,
+        "prestart\ncreateRuntime\ncreateContainer\nstartContainer\nmain\npoststop\n"
+    );
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("prestart.json")).unwrap()).unwrap();
+    assert!(st["id"].as_str().unwrap().starts_with("hooks-"));
+    assert!(st["pid"].as_i64().unwrap() > 0);
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("poststop.json")).unwrap()).unwrap();
+    assert_eq!(st["status"], "stopped");
+}
+
+#[test]
+fn failing_hook_fails_create_cleanly() {
+    let rt = Runtime::new();
+    let mut b = sh("true");
+    b.config["hooks"] = json!({"createRuntime": [{"path": "/bin/false", "args": ["false"]}]});
+    let (code, _out, err) = rt.run(&b, "badhook");
+    assert_ne!(code, 0);
+    assert!(err.contains("createRuntime hook /bin/false"), "{err}");
+    assert!(
+        std::fs::read_dir(rt.root.path()).unwrap().next().is_none(),
+        "nothing left in the root"
+    );
+}
+
+#[test]
+fn user_namespace_maps_ids() {
+    let rt = Runtime::new();
+    let mut b = sh("cat /proc/self/uid_map /proc/self/gid_map; id -u");
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    let (code, out, err) = rt.run(&b, "userns");
+    assert_eq!(code, 0, "{err}");
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(
+        words,
+        ["0", "100000", "65536", "0", "100000", "65536", "0"],
+        "{out}"
+    );
+}
+
+#[test]
+fn spec_matches_runc_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(bin("berth-runtime"))
+        .arg("spec")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let ours: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    let runc_dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("runc")
+        .arg("spec")
+        .current_dir(runc_dir.path())
+        .output()
+        .expect("runc (hack/setup.sh installs it)");
+    assert!(out.status.success());
+    let theirs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(runc_dir.path().join("config.json")).unwrap())
+            .unwrap();
+    for key in ["mounts", "root"] {
+        assert_eq!(ours[key], theirs[key], "{key}");
+    }
+    // Newer runc adds a cgroup namespace, as berth does; older ones lack it.
+    for ns in theirs["linux"]["namespaces"].as_array().unwrap() {
+        assert!(
+            ours["linux"]["namespaces"].as_array().unwrap().contains(ns),
+            "{ns}"
+        );
+    }
+    assert_eq!(ours["linux"]["maskedPaths"], theirs["linux"]["maskedPaths"]);
+    assert_eq!(
+        ours["process"]["capabilities"]["bounding"],
+        theirs["process"]["capabilities"]["bounding"]
+    );
+}
