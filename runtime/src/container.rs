@@ -51,11 +51,20 @@ impl Drop for Rollback<'_> {
 
 /// Creates the container; returns its record. The init process is our child.
 pub fn create(root: &Root, opts: &CreateOpts) -> Result<Record> {
+    create_with_console(root, opts, None)
+}
+
+/// `create`, with the console socket end given directly (foreground `run`).
+fn create_with_console(
+    root: &Root,
+    opts: &CreateOpts,
+    console_end: Option<OwnedFd>,
+) -> Result<Record> {
     spec::validate_id(opts.id)?;
     let bundle = spec::load_bundle(opts.bundle)?;
     let linux = bundle.spec.linux().as_ref().expect("validated");
     let process = bundle.spec.process().as_ref().expect("validated");
-    if process.terminal() == Some(true) && opts.console_socket.is_none() {
+    if process.terminal() == Some(true) && opts.console_socket.is_none() && console_end.is_none() {
         return Err(Error::config(
             "process.terminal",
             "true, but no --console-socket was given to receive the terminal",
@@ -101,7 +110,10 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Record> {
     }
     cgroup.apply(&resources)?;
 
-    let console = opts.console_socket.map(connect_console).transpose()?;
+    let console = match console_end {
+        Some(fd) => Some(fd),
+        None => opts.console_socket.map(connect_console).transpose()?,
+    };
     let (parent_sock, child_sock) = sys::seqpacket_pair()?;
 
     // A pid namespace joined by path applies to children: enter it before clone.
@@ -181,7 +193,11 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Record> {
                     .map_err(|e| Error::sys("resuming container init", e))?;
             }
             Some(b'R') => break,
-            Some(b'E') => return Err(Error::Init(String::from_utf8_lossy(&msg[1..]).into_owned())),
+            Some(b'E') => {
+                return Err(Error::Child(
+                    String::from_utf8_lossy(&msg[1..]).into_owned(),
+                ));
+            }
             _ => return Err(Error::Init("the init process exited during setup".into())),
         }
     }
@@ -465,18 +481,9 @@ extern "C" fn forward(sig: libc::c_int) {
     }
 }
 
-/// `run`: create, start, and unless detached wait for the exit and delete.
-/// Returns the exit code to leave with.
-pub fn run(root: &Root, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
-    let rec = create(root, opts)?;
-    if let Err(e) = start(root, opts.id) {
-        let _ = delete(root, opts.id, true);
-        return Err(e);
-    }
-    if detach {
-        return Ok(0);
-    }
-    FORWARD_TO.store(rec.pid, std::sync::atomic::Ordering::Relaxed);
+/// Forwards the signals a person or a supervisor sends us to `pid`.
+pub fn forward_signals_to(pid: i32) {
+    FORWARD_TO.store(pid, std::sync::atomic::Ordering::Relaxed);
     for sig in [
         libc::SIGINT,
         libc::SIGTERM,
@@ -484,12 +491,49 @@ pub fn run(root: &Root, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i
         libc::SIGQUIT,
         libc::SIGUSR1,
         libc::SIGUSR2,
-        libc::SIGWINCH,
     ] {
         // SAFETY: installing a handler that only calls kill.
         unsafe { libc::signal(sig, forward as *const () as libc::sighandler_t) };
     }
-    let status = sys::waitpid(rec.pid).map_err(|e| Error::sys("waiting for container", e))?;
+}
+
+/// `run`: create, start, and unless detached wait for the exit and delete.
+/// Returns the exit code to leave with.
+pub fn run(root: &Root, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
+    let bundle_terminal = spec::load_bundle(opts.bundle)?
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        == Some(true);
+    // A terminal in the foreground without a console socket: proxy it ourselves.
+    let proxy = bundle_terminal && opts.console_socket.is_none() && !detach;
+    if bundle_terminal && opts.console_socket.is_none() && detach {
+        return Err(Error::config(
+            "process.terminal",
+            "true, but a detached run needs --console-socket to receive the terminal",
+        ));
+    }
+    let (ours, theirs) = if proxy {
+        let (a, b) = crate::tty::console_pair()?;
+        (Some(a), Some(b))
+    } else {
+        (None, None)
+    };
+    let rec = create_with_console(root, opts, theirs)?;
+    let master = ours.map(|s| crate::tty::recv_fd(&s)).transpose()?;
+    if let Err(e) = start(root, opts.id) {
+        let _ = delete(root, opts.id, true);
+        return Err(e);
+    }
+    if detach {
+        return Ok(0);
+    }
+    forward_signals_to(rec.pid);
+    let status = match master {
+        Some(m) => crate::tty::proxy(m, rec.pid)?,
+        None => sys::waitpid(rec.pid).map_err(|e| Error::sys("waiting for container", e))?,
+    };
     if !keep {
         delete(root, opts.id, true)?;
     }

@@ -40,6 +40,9 @@ pub enum Error {
     },
     #[error("container init: {0}")]
     Init(String),
+    /// An error the container's init (or exec) process reported; already worded.
+    #[error("{0}")]
+    Child(String),
     #[error("{0}")]
     Usage(String),
 }

@@ -85,6 +85,30 @@ fn run(init: &Init) -> Result<std::convert::Infallible> {
         sys::check_int(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) })
             .map_err(|e| Error::sys("unshare cgroup namespace", e))?;
     }
+    if init.ns.new_time {
+        // SAFETY: plain flag argument; we enter the new namespace at execve.
+        sys::check_int(unsafe { libc::unshare(libc::CLONE_NEWTIME) })
+            .map_err(|e| Error::sys("unshare time namespace", e))?;
+        let mut offsets = String::new();
+        for (clock, off) in linux.time_offsets().iter().flatten() {
+            if clock != "monotonic" && clock != "boottime" {
+                return Err(Error::config(
+                    "linux.timeOffsets",
+                    format!("unknown clock {clock:?}: use monotonic or boottime"),
+                ));
+            }
+            offsets.push_str(&format!(
+                "{clock} {} {}\n",
+                off.secs().unwrap_or(0),
+                off.nanosecs().unwrap_or(0)
+            ));
+        }
+        if !offsets.is_empty() {
+            std::fs::write("/proc/self/timens_offsets", &offsets).map_err(|e| {
+                Error::config("linux.timeOffsets", format!("{}: {e}", offsets.trim()))
+            })?;
+        }
+    }
     if init.ns.new_uts {
         if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
             // SAFETY: valid buffer and length.
@@ -156,56 +180,14 @@ fn run(init: &Init) -> Result<std::convert::Infallible> {
     let readonly = spec.root().as_ref().and_then(|r| r.readonly()) == Some(true);
     rootfs::finish_root(linux.rootfs_propagation().as_deref(), readonly)?;
 
-    process::set_rlimits(process)?;
-    if let Some(adj) = process.oom_score_adj() {
-        process::set_oom_score_adj(adj)?;
+    process::set_personality(linux.personality().as_ref())?;
+    let ready = Finish {
+        process,
+        seccomp: linux.seccomp().as_ref(),
+        in_userns,
+        preserve_fds: init.preserve_fds,
     }
-    let cwd = process.cwd();
-    std::env::set_current_dir(cwd)
-        .map_err(|e| Error::config("process.cwd", format!("{}: {e}", cwd.display())))?;
-    // A cwd reached through a leaked host fd would show as "(unreachable)".
-    let here = std::env::current_dir().map_err(|e| Error::config("process.cwd", e.to_string()))?;
-    if !here.starts_with("/") {
-        return Err(Error::config(
-            "process.cwd",
-            format!("{} is outside the container", cwd.display()),
-        ));
-    }
-
-    let program = cstring(process::find_program(process)?);
-    let args: Vec<CString> = process
-        .args()
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .map(cstring)
-        .collect();
-    let env = process::environment(process);
-    let caps = CapPlan::new(process)?;
-    let nnp = process.no_new_privileges() == Some(true);
-    let filter = linux
-        .seccomp()
-        .as_ref()
-        .map(crate::seccomp::build)
-        .transpose()?;
-
-    caps.drop_bounding()?;
-    if let (Some(f), false) = (&filter, nnp) {
-        // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it now.
-        crate::seccomp::load(f)?;
-    }
-    process::set_user(process, !in_userns || setgroups_allowed())?;
-    caps.apply()?;
-    // The uid change made us non-dumpable, which locks /proc/self/fd; the runtime
-    // runs from a sealed memfd, so nothing of the host is exposed by undoing it.
-    // SAFETY: plain prctl.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
-    if nnp {
-        process::set_no_new_privs()?;
-    }
-
-    // No fd of the runtime may reach the container (CVE-2024-21626).
-    close_range_cloexec(3 + init.preserve_fds);
+    .prepare()?;
     sys::send(&init.sync, b"R").map_err(|e| Error::sys("reporting to runtime", e))?;
     // SAFETY: plain prctl; from here the container outlives `create`.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
@@ -216,10 +198,98 @@ fn run(init: &Init) -> Result<std::convert::Infallible> {
         hooks.and_then(|h| h.start_container().as_ref()),
         &state_json,
     )?;
-    if let (Some(f), true) = (&filter, nnp) {
-        crate::seccomp::load(f)?;
+    ready.exec()
+}
+
+/// The last steps before exec, shared by a container's init and by `exec`:
+/// limits, cwd, the program lookup, then identity (user, capabilities, seccomp) and
+/// fd hygiene.
+pub struct Finish<'a> {
+    pub process: &'a oci_spec::runtime::Process,
+    pub seccomp: Option<&'a oci_spec::runtime::LinuxSeccomp>,
+    pub in_userns: bool,
+    pub preserve_fds: i32,
+}
+
+/// A process ready to exec: only a late seccomp load (with no_new_privs) remains.
+pub struct Ready {
+    program: CString,
+    args: Vec<CString>,
+    env: Vec<CString>,
+    late_filter: Option<libseccomp::ScmpFilterContext>,
+}
+
+impl Finish<'_> {
+    pub fn prepare(self) -> Result<Ready> {
+        let process = self.process;
+        process::set_rlimits(process)?;
+        if let Some(adj) = process.oom_score_adj() {
+            process::set_oom_score_adj(adj)?;
+        }
+        process::set_io_priority(process)?;
+        process::set_scheduler(process)?;
+        let cwd = process.cwd();
+        std::env::set_current_dir(cwd)
+            .map_err(|e| Error::config("process.cwd", format!("{}: {e}", cwd.display())))?;
+        // A cwd reached through a leaked host fd would show as "(unreachable)".
+        let here =
+            std::env::current_dir().map_err(|e| Error::config("process.cwd", e.to_string()))?;
+        if !here.starts_with("/") {
+            return Err(Error::config(
+                "process.cwd",
+                format!("{} is outside the container", cwd.display()),
+            ));
+        }
+        let program = cstring(process::find_program(process)?);
+        let args: Vec<CString> = process
+            .args()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(cstring)
+            .collect();
+        let env = process::environment(process);
+        let caps = CapPlan::new(process)?;
+        let nnp = process.no_new_privileges() == Some(true);
+        let filter = self.seccomp.map(crate::seccomp::build).transpose()?;
+        process::set_security_labels(process)?;
+
+        caps.drop_bounding()?;
+        let late_filter = match (filter, nnp) {
+            (Some(f), false) => {
+                // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: now.
+                crate::seccomp::load(&f)?;
+                None
+            }
+            (f, _) => f,
+        };
+        process::set_user(process, !self.in_userns || setgroups_allowed())?;
+        caps.apply()?;
+        // The uid change made us non-dumpable, which locks /proc/self/fd; the runtime
+        // runs from a sealed memfd, so nothing of the host is exposed by undoing it.
+        // SAFETY: plain prctl.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+        if nnp {
+            process::set_no_new_privs()?;
+        }
+        // No fd of the runtime may reach the container (CVE-2024-21626).
+        close_range_cloexec(3 + self.preserve_fds);
+        Ok(Ready {
+            program,
+            args,
+            env,
+            late_filter,
+        })
     }
-    exec(&program, &args, &env)
+}
+
+impl Ready {
+    pub fn exec(self) -> Result<std::convert::Infallible> {
+        if let Some(f) = &self.late_filter {
+            crate::seccomp::load(f)?;
+        }
+        exec(&self.program, &self.args, &self.env)
+    }
 }
 
 fn setgroups_allowed() -> bool {
@@ -268,7 +338,7 @@ fn exec(program: &CString, args: &[CString], env: &[CString]) -> Result<std::con
 
 /// Opens a pty in the container's devpts, sends the master over the console
 /// socket and makes the slave the controlling terminal and stdio.
-fn setup_terminal(sock: &OwnedFd, size: Option<(u64, u64)>) -> Result<()> {
+pub fn setup_terminal(sock: &OwnedFd, size: Option<(u64, u64)>) -> Result<()> {
     let ptmx = sys::open(Path::new("/dev/ptmx"), libc::O_RDWR | libc::O_NOCTTY)
         .map_err(|e| Error::path("opening", "/dev/ptmx", e))?;
     let m = ptmx.as_raw_fd();

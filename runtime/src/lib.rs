@@ -6,12 +6,14 @@
 //! - `container`: create/start/run/kill/delete/pause on the runtime side
 //! - `init`: the container's init process from clone to exec
 //! - `namespaces`, `rootfs`, `mount_options`, `cgroups`, `process`, `seccomp`, `hooks`
+//! - `exec`: another process in a running container; `tty`: foreground terminals
 //! - `sys`: checked syscall wrappers; `selfexe`: the sealed-memfd re-exec
 
 pub mod cgroups;
 pub mod container;
 pub mod default_spec;
 pub mod error;
+pub mod exec;
 pub mod features;
 pub mod hooks;
 pub mod init;
@@ -24,5 +26,6 @@ pub mod selfexe;
 pub mod spec;
 pub mod state;
 pub mod sys;
+pub mod tty;
 
 pub use error::{Error, Result};

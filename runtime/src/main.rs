@@ -59,6 +59,82 @@ struct CreateArgs {
     id: String,
 }
 
+#[derive(Args)]
+struct ExecArgs {
+    /// A process.json (OCI process) instead of the command line.
+    #[arg(short, long)]
+    process: Option<PathBuf>,
+    #[arg(short, long)]
+    tty: bool,
+    #[arg(short, long)]
+    detach: bool,
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    #[arg(long)]
+    console_socket: Option<PathBuf>,
+    /// KEY=VALUE added to the container's environment.
+    #[arg(short, long)]
+    env: Vec<String>,
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// UID[:GID]
+    #[arg(short, long)]
+    user: Option<String>,
+    #[arg(short = 'g', long)]
+    additional_gids: Vec<u32>,
+    /// Capabilities added to the container's (CAP_X).
+    #[arg(short, long)]
+    cap: Vec<String>,
+    #[arg(long)]
+    no_new_privs: bool,
+    #[arg(long)]
+    apparmor: Option<String>,
+    #[arg(long)]
+    process_label: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    preserve_fds: i32,
+    #[arg(long)]
+    ignore_paused: bool,
+    /// Accepted for runc compatibility (the exec joins the container's cgroups).
+    #[arg(long)]
+    cgroup: Vec<String>,
+    id: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+#[derive(Args)]
+struct UpdateArgs {
+    /// OCI linux.resources JSON from a file, or - for stdin.
+    #[arg(short, long)]
+    resources: Option<PathBuf>,
+    #[arg(long)]
+    memory: Option<String>,
+    #[arg(long)]
+    memory_reservation: Option<String>,
+    #[arg(long)]
+    memory_swap: Option<String>,
+    #[arg(long)]
+    cpu_shares: Option<u64>,
+    #[arg(long)]
+    cpu_quota: Option<i64>,
+    #[arg(long)]
+    cpu_period: Option<u64>,
+    #[arg(long)]
+    cpu_rt_period: Option<u64>,
+    #[arg(long)]
+    cpu_rt_runtime: Option<i64>,
+    #[arg(long)]
+    cpuset_cpus: Option<String>,
+    #[arg(long)]
+    cpuset_mems: Option<String>,
+    #[arg(long)]
+    pids_limit: Option<i64>,
+    #[arg(long)]
+    blkio_weight: Option<u16>,
+    id: String,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create a container, leaving its process waiting for `start`.
@@ -109,6 +185,19 @@ enum Command {
         /// Options passed to ps(1) for the table format.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
+    },
+    /// Run a process in a running container.
+    Exec(ExecArgs),
+    /// Change a running container's cgroup resources.
+    Update(UpdateArgs),
+    /// Print resource usage and OOM events (every --interval, or once with --stats).
+    Events {
+        #[arg(long)]
+        stats: bool,
+        /// Seconds between reports, e.g. 5 or 5s.
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
     },
     /// Freeze every process of a container.
     Pause { id: String },
@@ -192,6 +281,28 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             id,
             ps_args,
         } => ps(&root, id, format, ps_args).map(|_| 0),
+        Command::Exec(a) => {
+            enter_sealed()?;
+            let process = exec_process(&root, a)?;
+            berth_runtime::exec::exec(
+                &root,
+                berth_runtime::exec::ExecOpts {
+                    id: &a.id,
+                    process,
+                    detach: a.detach,
+                    pid_file: a.pid_file.as_deref(),
+                    console_socket: a.console_socket.as_deref(),
+                    preserve_fds: a.preserve_fds,
+                    ignore_paused: a.ignore_paused,
+                },
+            )
+        }
+        Command::Update(a) => update(&root, a).map(|_| 0),
+        Command::Events {
+            stats,
+            interval,
+            id,
+        } => events(&root, id, *stats, interval).map(|_| 0),
         Command::Pause { id } => container::pause(&root, id, true).map(|_| 0),
         Command::Resume { id } => container::pause(&root, id, false).map(|_| 0),
         Command::Spec { bundle } => {
@@ -214,6 +325,206 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             );
             Ok(0)
         }
+    }
+}
+
+/// The process for `exec`: from --process, or the container's own process with
+/// the command line's overrides, as runc builds it.
+fn exec_process(root: &Root, a: &ExecArgs) -> Result<oci_spec::runtime::Process> {
+    use oci_spec::runtime::Process;
+    if let Some(path) = &a.process {
+        let data = std::fs::read(path).map_err(|e| Error::path("reading", path, e))?;
+        return serde_json::from_slice::<Process>(&data)
+            .map_err(|e| Error::config("process", format!("{}: {e}", path.display())));
+    }
+    if a.command.is_empty() {
+        return Err(Error::Usage(
+            "exec needs a command (or --process FILE)".into(),
+        ));
+    }
+    let rec = root.load(&a.id)?;
+    let bundle = berth_runtime::spec::load_bundle(&rec.bundle)?;
+    let mut p = bundle.spec.process().clone().unwrap_or_default();
+    p.set_args(Some(a.command.clone()));
+    p.set_terminal(Some(a.tty));
+    let mut env = p.env().clone().unwrap_or_default();
+    env.extend(a.env.iter().cloned());
+    p.set_env(Some(env));
+    if let Some(cwd) = &a.cwd {
+        p.set_cwd(cwd.clone());
+    }
+    if let Some(u) = &a.user {
+        let (uid, gid) = match u.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (u.as_str(), None),
+        };
+        let parse = |s: &str| {
+            s.parse::<u32>()
+                .map_err(|_| Error::Usage(format!("--user {u:?}: use UID[:GID] numbers")))
+        };
+        let mut user = p.user().clone();
+        user.set_uid(parse(uid)?);
+        user.set_gid(gid.map(parse).transpose()?.unwrap_or(0));
+        p.set_user(user);
+    }
+    if !a.additional_gids.is_empty() {
+        let mut user = p.user().clone();
+        user.set_additional_gids(Some(a.additional_gids.clone()));
+        p.set_user(user);
+    }
+    if !a.cap.is_empty() {
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        for name in &a.cap {
+            let cap: oci_spec::runtime::Capability =
+                serde_json::from_value(serde_json::Value::from(name.as_str()))
+                    .map_err(|_| Error::Usage(format!("unknown capability {name:?}")))?;
+            let add = |s: &Option<oci_spec::runtime::Capabilities>| {
+                let mut s = s.clone().unwrap_or_default();
+                s.insert(cap);
+                Some(s)
+            };
+            caps.set_bounding(add(caps.bounding()));
+            caps.set_effective(add(caps.effective()));
+            caps.set_permitted(add(caps.permitted()));
+        }
+        p.set_capabilities(Some(caps));
+    }
+    if a.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if let Some(ap) = &a.apparmor {
+        p.set_apparmor_profile(Some(ap.clone()));
+    }
+    if let Some(l) = &a.process_label {
+        p.set_selinux_label(Some(l.clone()));
+    }
+    Ok(p)
+}
+
+/// Bytes with an optional k/m/g suffix (`256m`), or -1 for unlimited.
+fn parse_bytes(flag: &str, s: &str) -> Result<i64> {
+    let lower = s.trim().to_ascii_lowercase();
+    let lower = lower.trim_end_matches('b');
+    let (num, mul) = match lower.chars().last() {
+        Some('k') => (&lower[..lower.len() - 1], 1i64 << 10),
+        Some('m') => (&lower[..lower.len() - 1], 1 << 20),
+        Some('g') => (&lower[..lower.len() - 1], 1 << 30),
+        _ => (lower, 1),
+    };
+    num.parse::<i64>()
+        .map(|n| if n < 0 { -1 } else { n * mul })
+        .map_err(|_| {
+            Error::Usage(format!(
+                "--{flag} {s:?}: use bytes, optionally with k, m or g"
+            ))
+        })
+}
+
+fn update(root: &Root, a: &UpdateArgs) -> Result<()> {
+    use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+    let rec = root.load(&a.id)?;
+    let mut res: LinuxResources = match &a.resources {
+        Some(p) => {
+            let data = if p.as_os_str() == "-" {
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)
+                    .map_err(|e| Error::sys("reading stdin", e))?;
+                v
+            } else {
+                std::fs::read(p).map_err(|e| Error::path("reading", p, e))?
+            };
+            serde_json::from_slice(&data)
+                .map_err(|e| Error::config("linux.resources", e.to_string()))?
+        }
+        None => LinuxResources::default(),
+    };
+    if a.memory.is_some() || a.memory_reservation.is_some() || a.memory_swap.is_some() {
+        let mut m = res.memory().clone().unwrap_or_else(LinuxMemory::default);
+        if let Some(v) = &a.memory {
+            m.set_limit(Some(parse_bytes("memory", v)?));
+        }
+        if let Some(v) = &a.memory_reservation {
+            m.set_reservation(Some(parse_bytes("memory-reservation", v)?));
+        }
+        if let Some(v) = &a.memory_swap {
+            m.set_swap(Some(parse_bytes("memory-swap", v)?));
+        }
+        res.set_memory(Some(m));
+    }
+    let cpu_flags = a.cpu_shares.is_some()
+        || a.cpu_quota.is_some()
+        || a.cpu_period.is_some()
+        || a.cpu_rt_period.is_some()
+        || a.cpu_rt_runtime.is_some()
+        || a.cpuset_cpus.is_some()
+        || a.cpuset_mems.is_some();
+    if cpu_flags {
+        let mut c = res.cpu().clone().unwrap_or_else(LinuxCpu::default);
+        if a.cpu_shares.is_some() {
+            c.set_shares(a.cpu_shares);
+        }
+        if a.cpu_quota.is_some() {
+            c.set_quota(a.cpu_quota);
+        }
+        if a.cpu_period.is_some() {
+            c.set_period(a.cpu_period);
+        }
+        if a.cpu_rt_period.is_some() {
+            c.set_realtime_period(a.cpu_rt_period);
+        }
+        if a.cpu_rt_runtime.is_some() {
+            c.set_realtime_runtime(a.cpu_rt_runtime);
+        }
+        if a.cpuset_cpus.is_some() {
+            c.set_cpus(a.cpuset_cpus.clone());
+        }
+        if a.cpuset_mems.is_some() {
+            c.set_mems(a.cpuset_mems.clone());
+        }
+        res.set_cpu(Some(c));
+    }
+    if let Some(l) = a.pids_limit {
+        let mut p = LinuxPids::default();
+        p.set_limit(l);
+        res.set_pids(Some(p));
+    }
+    if let Some(w) = a.blkio_weight {
+        let mut b = res.block_io().clone().unwrap_or_default();
+        b.set_weight(Some(w));
+        res.set_block_io(Some(b));
+    }
+    // Device rules are fixed at create: updating them could lock a running process out.
+    res.set_devices(None);
+    rec.cgroup.apply(&res)
+}
+
+fn events(root: &Root, id: &str, once: bool, interval: &str) -> Result<()> {
+    let secs: f64 = interval
+        .trim_end_matches('s')
+        .parse()
+        .map_err(|_| Error::Usage(format!("--interval {interval:?}: use seconds, e.g. 5s")))?;
+    let mut last_ooms = None;
+    loop {
+        let rec = root.load(id)?;
+        if rec.status(root) == Status::Stopped && !once {
+            return Ok(());
+        }
+        let stats = cgroups::stats::read(&rec.cgroup);
+        if let Some(prev) = last_ooms
+            && stats.memory.oom_kills > prev
+        {
+            println!("{}", serde_json::json!({"type": "oom", "id": id}));
+        }
+        last_ooms = Some(stats.memory.oom_kills);
+        println!(
+            "{}",
+            serde_json::json!({"type": "stats", "id": id, "data": stats})
+        );
+        if once {
+            return Ok(());
+        }
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(std::time::Duration::from_secs_f64(secs.max(0.01)));
     }
 }
 

@@ -34,6 +34,9 @@ pub struct Plan {
     pub new_uts: bool,
     pub new_pid: bool,
     pub new_net: bool,
+    /// A new time namespace is unshared by the init and entered at exec: its
+    /// offsets can only be written before any process is inside it.
+    pub new_time: bool,
     /// (type, path) to join, in `JOIN_ORDER`.
     pub join: Vec<(LinuxNamespaceType, PathBuf)>,
 }
@@ -47,6 +50,7 @@ impl Plan {
             new_uts: false,
             new_pid: false,
             new_net: false,
+            new_time: false,
             join: Vec::new(),
         };
         for t in JOIN_ORDER {
@@ -62,9 +66,10 @@ impl Plan {
                         LinuxNamespaceType::Uts => plan.new_uts = true,
                         LinuxNamespaceType::Pid => plan.new_pid = true,
                         LinuxNamespaceType::Network => plan.new_net = true,
+                        LinuxNamespaceType::Time => plan.new_time = true,
                         _ => {}
                     }
-                    if t != LinuxNamespaceType::Cgroup {
+                    if t != LinuxNamespaceType::Cgroup && t != LinuxNamespaceType::Time {
                         plan.clone_flags |= clone_flag(t);
                     }
                 }

@@ -257,3 +257,117 @@ fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
+
+/// ioPriority: ioprio_set(IOPRIO_WHO_PROCESS, self, class << 13 | level).
+pub fn set_io_priority(process: &Process) -> Result<()> {
+    use oci_spec::runtime::IOPriorityClass as C;
+    let Some(io) = process.io_priority() else {
+        return Ok(());
+    };
+    let class = match io.class() {
+        C::IoprioClassRt => 1,
+        C::IoprioClassBe => 2,
+        C::IoprioClassIdle => 3,
+    };
+    let prio = (class << 13) | (io.priority() & 0xff);
+    // SAFETY: plain integer syscall arguments.
+    sys::check(unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, prio) })
+        .map(drop)
+        .map_err(|e| Error::config("process.ioPriority", e.to_string()))
+}
+
+#[repr(C)]
+struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+}
+
+/// scheduler: sched_setattr on this process.
+pub fn set_scheduler(process: &Process) -> Result<()> {
+    use oci_spec::runtime::{LinuxSchedulerFlag as F, LinuxSchedulerPolicy as P};
+    let Some(s) = process.scheduler() else {
+        return Ok(());
+    };
+    let policy = match s.policy() {
+        P::SchedOther => 0,
+        P::SchedFifo => 1,
+        P::SchedRr => 2,
+        P::SchedBatch => 3,
+        P::SchedIso => 4,
+        P::SchedIdle => 5,
+        P::SchedDeadline => 6,
+    };
+    let mut flags = 0u64;
+    for f in s.flags().as_deref().unwrap_or_default() {
+        flags |= match f {
+            F::SchedResetOnFork => 0x01,
+            F::SchedFlagReclaim => 0x02,
+            F::SchedFlagDLOverrun => 0x04,
+            F::SchedFlagKeepPolicy => 0x08,
+            F::SchedFlagKeepParams => 0x10,
+            F::SchedFlagUtilClampMin => 0x20,
+            F::SchedFlagUtilClampMax => 0x40,
+        };
+    }
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy,
+        flags,
+        nice: s.nice().unwrap_or(0),
+        priority: s.priority().unwrap_or(0) as u32,
+        runtime: s.runtime().unwrap_or(0),
+        deadline: s.deadline().unwrap_or(0),
+        period: s.period().unwrap_or(0),
+    };
+    // SAFETY: a sized sched_attr for this process.
+    sys::check(unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) })
+        .map(drop)
+        .map_err(|e| Error::config("process.scheduler", e.to_string()))
+}
+
+/// linux.personality: LINUX or LINUX32.
+pub fn set_personality(p: Option<&oci_spec::runtime::LinuxPersonality>) -> Result<()> {
+    use oci_spec::runtime::LinuxPersonalityDomain as D;
+    let Some(p) = p else { return Ok(()) };
+    let persona = match p.domain() {
+        D::PerLinux => 0x0000,
+        D::PerLinux32 => 0x0008,
+    };
+    // SAFETY: plain integer argument.
+    sys::check_int(unsafe { libc::personality(persona) })
+        .map(drop)
+        .map_err(|e| Error::config("linux.personality", e.to_string()))
+}
+
+/// AppArmor profile and SELinux label for the next exec, where the host enables
+/// them; on a host without them a request is a no-op, as the CRI expects.
+pub fn set_security_labels(process: &Process) -> Result<()> {
+    if let Some(profile) = process
+        .apparmor_profile()
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        && std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|s| s.trim() == "Y")
+    {
+        let attr = if Path::new("/proc/self/attr/apparmor/exec").exists() {
+            "/proc/self/attr/apparmor/exec"
+        } else {
+            "/proc/self/attr/exec"
+        };
+        std::fs::write(attr, format!("exec {profile}"))
+            .map_err(|e| Error::config("process.apparmorProfile", format!("{profile}: {e}")))?;
+    }
+    if let Some(label) = process.selinux_label().as_deref().filter(|l| !l.is_empty())
+        && Path::new("/sys/fs/selinux/enforce").exists()
+    {
+        std::fs::write("/proc/self/attr/exec", label)
+            .map_err(|e| Error::config("process.selinuxLabel", format!("{label}: {e}")))?;
+    }
+    Ok(())
+}

@@ -48,27 +48,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::config("process", "missing (nothing to run)"))?;
-    let args = process.args().as_deref().unwrap_or_default();
-    if args.is_empty() || args[0].is_empty() {
-        return Err(Error::config(
-            "process.args",
-            "must name the program to run",
-        ));
-    }
-    if !process.cwd().is_absolute() {
-        return Err(Error::config(
-            "process.cwd",
-            format!("{:?} must be an absolute path", process.cwd()),
-        ));
-    }
-    for e in process.env().as_deref().unwrap_or_default() {
-        if !e.contains('=') {
-            return Err(Error::config(
-                "process.env",
-                format!("{e:?} is not KEY=VALUE"),
-            ));
-        }
-    }
+    validate_process(process)?;
     let linux = spec
         .linux()
         .as_ref()
@@ -123,6 +103,32 @@ pub fn validate(spec: &Spec) -> Result<()> {
             return Err(Error::config(
                 "mounts.destination",
                 format!("{:?} must be an absolute path", m.destination()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a process (the container's, or one given to `exec`).
+pub fn validate_process(process: &oci_spec::runtime::Process) -> Result<()> {
+    let args = process.args().as_deref().unwrap_or_default();
+    if args.is_empty() || args[0].is_empty() {
+        return Err(Error::config(
+            "process.args",
+            "must name the program to run",
+        ));
+    }
+    if !process.cwd().is_absolute() {
+        return Err(Error::config(
+            "process.cwd",
+            format!("{:?} must be an absolute path", process.cwd()),
+        ));
+    }
+    for e in process.env().as_deref().unwrap_or_default() {
+        if !e.contains('=') {
+            return Err(Error::config(
+                "process.env",
+                format!("{e:?} is not KEY=VALUE"),
             ));
         }
     }

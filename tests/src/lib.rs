@@ -241,3 +241,42 @@ impl Drop for Runtime {
         }
     }
 }
+
+/// Receives one fd sent with SCM_RIGHTS (the console socket protocol).
+pub fn recv_fd(sock: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut data = [0u8; 256];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    let mut cbuf = [0u8; 64];
+    // SAFETY: a zeroed msghdr pointing at live buffers.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = cbuf.len();
+        assert!(libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) > 0, "recvmsg");
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        assert!(
+            !c.is_null() && (*c).cmsg_type == libc::SCM_RIGHTS,
+            "no fd sent"
+        );
+        std::os::fd::OwnedFd::from_raw_fd(
+            std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const i32),
+        )
+    }
+}
+
+/// The host directory of a container's cgroup for `controller` (v1) or the
+/// unified one (v2), for the default cgroupsPath `/<id>`.
+pub fn cgroup_dir(controller: &str, id: &str) -> PathBuf {
+    let v1 = Path::new("/sys/fs/cgroup").join(controller);
+    if v1.is_dir() {
+        v1.join(id)
+    } else {
+        Path::new("/sys/fs/cgroup").join(id)
+    }
+}

@@ -3,6 +3,7 @@
 //! computed by pure functions in `v1` and `v2`; this module finds the
 //! hierarchies, creates the directories and does the writes.
 
+pub mod stats;
 pub mod v1;
 pub mod v2;
 

@@ -1,0 +1,199 @@
+//! `exec`: runs another process in a running container, in all its namespaces and
+//! its cgroups, with the same finishing steps as the container's init.
+
+use crate::error::{Error, Result};
+use crate::init::{self, Finish};
+use crate::namespaces;
+use crate::state::{Root, Status};
+use crate::sys;
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+pub struct ExecOpts<'a> {
+    pub id: &'a str,
+    pub process: Process,
+    pub detach: bool,
+    pub pid_file: Option<&'a Path>,
+    pub console_socket: Option<&'a Path>,
+    pub preserve_fds: i32,
+    pub ignore_paused: bool,
+}
+
+fn ns_file(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// The order namespaces are entered: user first, mount after the others.
+const ORDER: [LinuxNamespaceType; 8] = [
+    LinuxNamespaceType::User,
+    LinuxNamespaceType::Ipc,
+    LinuxNamespaceType::Uts,
+    LinuxNamespaceType::Network,
+    LinuxNamespaceType::Pid,
+    LinuxNamespaceType::Time,
+    LinuxNamespaceType::Mount,
+    LinuxNamespaceType::Cgroup,
+];
+
+/// Runs the process; returns the exit code to leave with (0 when detached).
+pub fn exec(root: &Root, opts: ExecOpts) -> Result<i32> {
+    let rec = root.load(opts.id)?;
+    let status = rec.status(root);
+    let allowed = status == Status::Running || (status == Status::Paused && opts.ignore_paused);
+    if !allowed {
+        return Err(Error::BadState {
+            id: opts.id.to_string(),
+            status: status.as_str(),
+            op: "exec in it (it is not running)",
+        });
+    }
+    crate::spec::validate_process(&opts.process)?;
+    let bundle = crate::spec::load_bundle(&rec.bundle)?;
+    let linux = bundle.spec.linux().as_ref().expect("validated");
+    let types: Vec<LinuxNamespaceType> = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .map(|n| n.typ())
+        .collect();
+    let mut ns_fds = Vec::new();
+    for t in ORDER.into_iter().filter(|t| types.contains(t)) {
+        let path = format!("/proc/{}/ns/{}", rec.pid, ns_file(t));
+        ns_fds.push((t, namespaces::open_ns(t, Path::new(&path))?));
+    }
+    if opts.process.terminal() == Some(true) && opts.console_socket.is_none() && opts.detach {
+        return Err(Error::config(
+            "process.terminal",
+            "a detached exec with a terminal needs --console-socket",
+        ));
+    }
+    let (console, proxy_end) = match (opts.process.terminal() == Some(true), opts.console_socket) {
+        (true, Some(p)) => (
+            Some(OwnedFd::from(
+                std::os::unix::net::UnixStream::connect(p)
+                    .map_err(|e| Error::path("connecting to console socket", p, e))?,
+            )),
+            None,
+        ),
+        (true, None) => {
+            let (ours, theirs) = crate::tty::console_pair()?;
+            (Some(theirs), Some(ours))
+        }
+        _ => (None, None),
+    };
+    if let Some((_, fd)) = ns_fds.iter().find(|(t, _)| *t == LinuxNamespaceType::Pid) {
+        namespaces::setns(fd, LinuxNamespaceType::Pid)?;
+    }
+    let in_userns = types.contains(&LinuxNamespaceType::User);
+    let (parent_sock, child_sock) = sys::seqpacket_pair()?;
+    // SAFETY: a fork-like clone of this single-threaded process; the child only
+    // runs `child` below and execs or exits.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    let pid = sys::check(pid).map_err(|e| Error::sys("clone of exec process", e))? as i32;
+    if pid == 0 {
+        drop(parent_sock);
+        let finish = Finish {
+            process: &opts.process,
+            seccomp: linux.seccomp().as_ref(),
+            in_userns,
+            preserve_fds: opts.preserve_fds,
+        };
+        let err = match child(&child_sock, &ns_fds, console.as_ref(), finish) {
+            Ok(never) => match never {},
+            Err(e) => e,
+        };
+        let _ = sys::send(&child_sock, format!("E{err}").as_bytes());
+        // SAFETY: leave without running this process's exit handlers.
+        unsafe { libc::_exit(127) };
+    }
+    drop(child_sock);
+    drop(console);
+    let fail = |e: Error| {
+        // SAFETY: killing and reaping our own child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = sys::waitpid(pid);
+        e
+    };
+    rec.cgroup.add(pid).map_err(fail)?;
+    sys::send(&parent_sock, b"G").map_err(|e| fail(Error::sys("starting exec process", e)))?;
+    // The socket is close-on-exec: end of file means the exec succeeded.
+    let msg =
+        sys::recv(&parent_sock).map_err(|e| fail(Error::sys("waiting for exec process", e)))?;
+    if msg.first() == Some(&b'E') {
+        let _ = sys::waitpid(pid);
+        return Err(Error::Child(
+            String::from_utf8_lossy(&msg[1..]).into_owned(),
+        ));
+    }
+    if let Some(f) = opts.pid_file {
+        sys::write_atomic(f, pid.to_string().as_bytes())?;
+    }
+    if opts.detach {
+        return Ok(0);
+    }
+    crate::container::forward_signals_to(pid);
+    let status = match proxy_end {
+        Some(sock) => crate::tty::proxy(crate::tty::recv_fd(&sock)?, pid)?,
+        None => sys::waitpid(pid).map_err(|e| Error::sys("waiting for exec process", e))?,
+    };
+    Ok(sys::exit_code(status))
+}
+
+fn child(
+    sync: &OwnedFd,
+    ns_fds: &[(LinuxNamespaceType, OwnedFd)],
+    console: Option<&OwnedFd>,
+    finish: Finish,
+) -> Result<std::convert::Infallible> {
+    // SAFETY: plain prctl: die with the runtime while being set up.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    let go = sys::recv(sync).map_err(|e| Error::sys("reading from runtime", e))?;
+    if go.first() != Some(&b'G') {
+        // SAFETY: the runtime went away; nothing to report to.
+        unsafe { libc::_exit(1) };
+    }
+    for (t, fd) in ns_fds {
+        if *t != LinuxNamespaceType::Pid {
+            namespaces::setns(fd, *t)?;
+        }
+    }
+    let process = finish.process;
+    match console {
+        Some(sock) => init::setup_terminal(
+            sock,
+            process
+                .console_size()
+                .as_ref()
+                .map(|b| (b.height(), b.width())),
+        )?,
+        None => {
+            for fd in 0..3 {
+                // SAFETY: fchown of stdio; failure is harmless.
+                unsafe { libc::fchown(fd, process.user().uid(), process.user().gid()) };
+            }
+        }
+    }
+    let ready = finish.prepare()?;
+    // SAFETY: plain prctl; the exec'd process must outlive a detached exec.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    ready.exec()
+}
