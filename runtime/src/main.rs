@@ -421,7 +421,7 @@ fn parse_bytes(flag: &str, s: &str) -> Result<i64> {
 }
 
 fn update(root: &Root, a: &UpdateArgs) -> Result<()> {
-    use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+    use oci_spec::runtime::{LinuxPids, LinuxResources};
     let rec = root.load(&a.id)?;
     let mut res: LinuxResources = match &a.resources {
         Some(p) => {
@@ -439,7 +439,7 @@ fn update(root: &Root, a: &UpdateArgs) -> Result<()> {
         None => LinuxResources::default(),
     };
     if a.memory.is_some() || a.memory_reservation.is_some() || a.memory_swap.is_some() {
-        let mut m = res.memory().clone().unwrap_or_else(LinuxMemory::default);
+        let mut m = res.memory().unwrap_or_default();
         if let Some(v) = &a.memory {
             m.set_limit(Some(parse_bytes("memory", v)?));
         }
@@ -459,7 +459,7 @@ fn update(root: &Root, a: &UpdateArgs) -> Result<()> {
         || a.cpuset_cpus.is_some()
         || a.cpuset_mems.is_some();
     if cpu_flags {
-        let mut c = res.cpu().clone().unwrap_or_else(LinuxCpu::default);
+        let mut c = res.cpu().clone().unwrap_or_default();
         if a.cpu_shares.is_some() {
             c.set_shares(a.cpu_shares);
         }
