@@ -20,7 +20,7 @@ packages=(
     build-essential pkg-config libseccomp-dev protobuf-compiler
     busybox-static docker-registry skopeo curl jq
     containernetworking-plugins iproute2 iptables util-linux procps
-    runc crun containerd hyperfine
+    runc crun containerd hyperfine time python3
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -43,7 +43,7 @@ if [ -x /etc/init.d/docker-registry ]; then
 fi
 
 log "building release binaries"
-cargo build --release --workspace --bins --quiet
+"$BERTH_ROOT_DIR/hack/build.sh"
 
 "$BERTH_ROOT_DIR/hack/testimages.sh" --if-missing
 

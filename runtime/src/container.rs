@@ -9,6 +9,7 @@ use crate::namespaces::{self, Plan};
 use crate::spec::{self, Bundle};
 use crate::state::{self, EXEC_FIFO, Record, Root, Status};
 use crate::sys;
+use crate::timing;
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxNamespaceType, LinuxResources};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -16,11 +17,35 @@ use std::time::{Duration, Instant};
 
 pub struct CreateOpts<'a> {
     pub id: &'a str,
-    pub bundle: &'a Path,
+    /// The loaded bundle (`spec::load_bundle`).
+    pub bundle: &'a Bundle,
     pub pid_file: Option<&'a Path>,
     pub console_socket: Option<&'a Path>,
     pub no_pivot: bool,
     pub preserve_fds: i32,
+}
+
+/// Whether the runtime must run from a sealed memfd copy (CVE-2019-5736) to
+/// create this container: unless the container gets a new pid namespace and runs
+/// no startContainer hook, a process of the container (or of another container
+/// sharing its pid namespace) could see the init while it still runs the
+/// runtime's image and reach the host binary through /proc/PID/exe. In a fresh
+/// pid namespace nothing else exists until the init execs the container's program.
+pub fn needs_sealed_runtime(spec: &oci_spec::runtime::Spec) -> bool {
+    let new_pid = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none())
+        });
+    let start_hooks = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().as_ref())
+        .is_some_and(|v| !v.is_empty());
+    !new_pid || start_hooks
 }
 
 /// Undoes a half-made create: the init process, the cgroups, the state dir.
@@ -61,7 +86,8 @@ fn create_with_console(
     console_end: Option<OwnedFd>,
 ) -> Result<Record> {
     spec::validate_id(opts.id)?;
-    let bundle = spec::load_bundle(opts.bundle)?;
+    let mut t = std::time::Instant::now();
+    let bundle = opts.bundle;
     let linux = bundle.spec.linux().as_ref().expect("validated");
     let process = bundle.spec.process().as_ref().expect("validated");
     if process.terminal() == Some(true) && opts.console_socket.is_none() && console_end.is_none() {
@@ -97,7 +123,9 @@ fn create_with_console(
         sys::open(&fifo_path, libc::O_PATH).map_err(|e| Error::path("opening", &fifo_path, e))?;
 
     let cgroup = Cgroup::for_container(linux.cgroups_path().as_deref(), opts.id)?;
+    timing::mark(&mut t, "state dir and fifo");
     cgroup.create()?;
+    timing::mark(&mut t, "cgroup directories");
     rollback.cgroup = Some(cgroup.clone());
     let mut resources = linux.resources().clone().unwrap_or_default();
     resources.set_devices(Some(device_rules(
@@ -109,6 +137,7 @@ fn create_with_console(
         resources.set_devices(None);
     }
     cgroup.apply(&resources)?;
+    timing::mark(&mut t, "cgroup resources");
 
     let console = match console_end {
         Some(fd) => Some(fd),
@@ -120,26 +149,23 @@ fn create_with_console(
     if let Some((_, fd)) = ns_fds.iter().find(|(t, _)| *t == LinuxNamespaceType::Pid) {
         namespaces::setns(fd, LinuxNamespaceType::Pid)?;
     }
-    // SAFETY: a fork-like clone (no new stack): the child continues below with a
-    // copy of this single-threaded process and only runs `init::main`.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (plan.clone_flags | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    let pid = sys::check(pid).map_err(|e| Error::sys("clone of container init", e))? as i32;
+    // The init joins its cgroups itself (cheap) unless it is in a user namespace,
+    // where it has no rights over the host's cgroup files.
+    let self_join = !plan.new_user && !plan.joins(LinuxNamespaceType::User);
+    let unified = cgroup
+        .unified()
+        .and_then(|p| sys::open(p, libc::O_PATH | libc::O_DIRECTORY).ok());
+    // SAFETY: this process is single-threaded; the child only runs `init::main`.
+    let (pid, born_in_unified) = unsafe { sys::fork_into(plan.clone_flags, unified.as_ref()) }
+        .map_err(|e| Error::sys("clone of container init", e))?;
     if pid == 0 {
         drop(parent_sock);
         init::main(Init {
-            bundle: &bundle,
+            bundle,
             ns: &plan,
             ns_fds,
             cgroup: &cgroup,
+            join_cgroup_self: self_join,
             fifo,
             console,
             no_pivot: opts.no_pivot,
@@ -152,9 +178,22 @@ fn create_with_console(
     rollback.pid = pid;
 
     if plan.new_user {
-        write_id_maps(pid, &bundle)?;
+        write_id_maps(pid, bundle)?;
     }
-    cgroup.add(pid)?;
+    timing::mark(&mut t, "clone");
+    if !self_join {
+        cgroup.add_to(pid, born_in_unified)?;
+    } else if !born_in_unified && cgroup.unified().is_some() {
+        cgroup
+            .hierarchies
+            .iter()
+            .filter(|h| h.v2)
+            .try_for_each(|h| {
+                std::fs::write(h.path.join("cgroup.procs"), pid.to_string())
+                    .map_err(|e| Error::cgroup(&h.path, format!("adding pid {pid}: {e}")))
+            })?;
+    }
+    timing::mark(&mut t, "cgroup attach");
     let pid_start = sys::process_start_time(pid).unwrap_or(0);
     let mut record = Record {
         id: opts.id.to_string(),
@@ -192,7 +231,10 @@ fn create_with_console(
                 sys::send(&parent_sock, b"C")
                     .map_err(|e| Error::sys("resuming container init", e))?;
             }
-            Some(b'R') => break,
+            Some(b'R') => {
+                timing::mark(&mut t, "init setup (namespaces, mounts, pivot_root)");
+                break;
+            }
             Some(b'E') => {
                 return Err(Error::Child(
                     String::from_utf8_lossy(&msg[1..]).into_owned(),
@@ -203,6 +245,7 @@ fn create_with_console(
     }
     record.pid_start = sys::process_start_time(pid).unwrap_or(pid_start);
     root.save(&record)?;
+    timing::mark(&mut t, "state written");
     if let Some(f) = opts.pid_file {
         sys::write_atomic(&absolute(f), pid.to_string().as_bytes())?;
     }
@@ -500,7 +543,8 @@ pub fn forward_signals_to(pid: i32) {
 /// `run`: create, start, and unless detached wait for the exit and delete.
 /// Returns the exit code to leave with.
 pub fn run(root: &Root, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
-    let bundle_terminal = spec::load_bundle(opts.bundle)?
+    let bundle_terminal = opts
+        .bundle
         .spec
         .process()
         .as_ref()

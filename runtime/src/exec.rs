@@ -96,19 +96,14 @@ pub fn exec(root: &Root, opts: ExecOpts) -> Result<i32> {
     }
     let in_userns = types.contains(&LinuxNamespaceType::User);
     let (parent_sock, child_sock) = sys::seqpacket_pair()?;
-    // SAFETY: a fork-like clone of this single-threaded process; the child only
-    // runs `child` below and execs or exits.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            libc::SIGCHLD as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    let pid = sys::check(pid).map_err(|e| Error::sys("clone of exec process", e))? as i32;
+    let unified = rec
+        .cgroup
+        .unified()
+        .and_then(|p| sys::open(p, libc::O_PATH | libc::O_DIRECTORY).ok());
+    // SAFETY: this process is single-threaded; the child only runs `child` below
+    // and execs or exits.
+    let (pid, born_in_unified) = unsafe { sys::fork_into(0, unified.as_ref()) }
+        .map_err(|e| Error::sys("clone of exec process", e))?;
     if pid == 0 {
         drop(parent_sock);
         let finish = Finish {
@@ -117,7 +112,7 @@ pub fn exec(root: &Root, opts: ExecOpts) -> Result<i32> {
             in_userns,
             preserve_fds: opts.preserve_fds,
         };
-        let err = match child(&child_sock, &ns_fds, console.as_ref(), finish) {
+        let err = match child(&child_sock, &rec.cgroup, &ns_fds, console.as_ref(), finish) {
             Ok(never) => match never {},
             Err(e) => e,
         };
@@ -133,7 +128,10 @@ pub fn exec(root: &Root, opts: ExecOpts) -> Result<i32> {
         let _ = sys::waitpid(pid);
         e
     };
-    rec.cgroup.add(pid).map_err(fail)?;
+    if !born_in_unified && let Some(u) = rec.cgroup.unified() {
+        std::fs::write(u.join("cgroup.procs"), pid.to_string())
+            .map_err(|e| fail(Error::cgroup(u, format!("adding pid {pid}: {e}"))))?;
+    }
     sys::send(&parent_sock, b"G").map_err(|e| fail(Error::sys("starting exec process", e)))?;
     // The socket is close-on-exec: end of file means the exec succeeded.
     let msg =
@@ -160,12 +158,15 @@ pub fn exec(root: &Root, opts: ExecOpts) -> Result<i32> {
 
 fn child(
     sync: &OwnedFd,
+    cgroup: &crate::cgroups::Cgroup,
     ns_fds: &[(LinuxNamespaceType, OwnedFd)],
     console: Option<&OwnedFd>,
     finish: Finish,
 ) -> Result<std::convert::Infallible> {
     // SAFETY: plain prctl: die with the runtime while being set up.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    // Still in the host's namespaces: join the container's v1 cgroups ourselves.
+    cgroup.join_self_v1()?;
     let go = sys::recv(sync).map_err(|e| Error::sys("reading from runtime", e))?;
     if go.first() != Some(&b'G') {
         // SAFETY: the runtime went away; nothing to report to.

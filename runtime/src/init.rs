@@ -23,6 +23,8 @@ pub struct Init<'a> {
     pub ns: &'a Plan,
     pub ns_fds: Vec<(LinuxNamespaceType, OwnedFd)>,
     pub cgroup: &'a Cgroup,
+    /// Join the v1 cgroups by writing to `tasks` ourselves (no user namespace).
+    pub join_cgroup_self: bool,
     /// O_PATH fd of the exec fifo.
     pub fifo: OwnedFd,
     /// Connected `--console-socket`, when the process wants a terminal.
@@ -62,6 +64,10 @@ fn run(init: &Init) -> Result<std::convert::Infallible> {
     // SAFETY: plain prctl; the parent's death during setup must not leave us behind.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
 
+    if init.join_cgroup_self {
+        // Before any namespace is joined: the host's cgroupfs is still in view.
+        init.cgroup.join_self_v1()?;
+    }
     let state_json = expect(&init.sync, b'G')?;
 
     for (t, fd) in &init.ns_fds {

@@ -26,6 +26,7 @@ pub mod selfexe;
 pub mod spec;
 pub mod state;
 pub mod sys;
+pub mod timing;
 pub mod tty;
 
 pub use error::{Error, Result};

@@ -23,6 +23,7 @@ struct Cli {
     /// Format of --log: text or json.
     #[arg(long, global = true, default_value = "text")]
     log_format: String,
+    /// Print where each command spends its time to stderr.
     #[arg(long, global = true)]
     debug: bool,
     /// Use systemd for cgroups (refused unless systemd runs as PID 1).
@@ -248,11 +249,14 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             "--systemd-cgroup needs systemd running as PID 1, which this host does not have; use the cgroupfs driver (leave the flag off)".into(),
         ));
     }
+    if cli.debug {
+        berth_runtime::timing::enable();
+    }
     let root = Root::new(&cli.root);
     match &cli.command {
         Command::Create(a) => {
-            enter_sealed()?;
-            container::create(&root, &create_opts(a))?;
+            let bundle = load_for_create(a)?;
+            container::create(&root, &create_opts(a, &bundle))?;
             Ok(0)
         }
         Command::Start { id } => container::start(&root, id).map(|_| 0),
@@ -272,8 +276,8 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             keep,
             ..
         } => {
-            enter_sealed()?;
-            container::run(&root, &create_opts(create), *detach, *keep)
+            let bundle = load_for_create(create)?;
+            container::run(&root, &create_opts(create, &bundle), *detach, *keep)
         }
         Command::List { format, quiet } => list(&root, format, *quiet).map(|_| 0),
         Command::Ps {
@@ -532,10 +536,20 @@ fn enter_sealed() -> Result<()> {
     selfexe::ensure_sealed().map_err(|e| Error::Init(format!("CVE-2019-5736 protection: {e}")))
 }
 
-fn create_opts(a: &CreateArgs) -> CreateOpts<'_> {
+/// Loads the bundle, first re-executing from a sealed copy if this container needs it.
+fn load_for_create(a: &CreateArgs) -> Result<berth_runtime::spec::Bundle> {
+    berth_runtime::spec::validate_id(&a.id)?;
+    let bundle = berth_runtime::spec::load_bundle(&a.bundle)?;
+    if container::needs_sealed_runtime(&bundle.spec) {
+        enter_sealed()?;
+    }
+    Ok(bundle)
+}
+
+fn create_opts<'a>(a: &'a CreateArgs, bundle: &'a berth_runtime::spec::Bundle) -> CreateOpts<'a> {
     CreateOpts {
         id: &a.id,
-        bundle: &a.bundle,
+        bundle,
         pid_file: a.pid_file.as_deref(),
         console_socket: a.console_socket.as_deref(),
         no_pivot: a.no_pivot,

@@ -349,3 +349,68 @@ pub fn exit_code(status: i32) -> i32 {
         255
     }
 }
+
+#[repr(C)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// A fork-like clone (the child continues on a copy of this stack) with `flags`
+/// (CLONE_NEW*). With `cgroup`, an fd of a cgroup2 directory, the child is born in
+/// that cgroup. Returns (pid, whether it was born in `cgroup`); 0 in the child.
+///
+/// # Safety
+/// The caller must be single-threaded: the child runs on a copy of this process.
+pub unsafe fn fork_into(flags: libc::c_int, cgroup: Option<&OwnedFd>) -> io::Result<(i32, bool)> {
+    if let Some(cg) = cgroup {
+        let args = CloneArgs {
+            flags: flags as u64 | CLONE_INTO_CGROUP,
+            pidfd: 0,
+            child_tid: 0,
+            parent_tid: 0,
+            exit_signal: libc::SIGCHLD as u64,
+            stack: 0,
+            stack_size: 0,
+            tls: 0,
+            set_tid: 0,
+            set_tid_size: 0,
+            cgroup: cg.as_raw_fd() as u64,
+        };
+        // SAFETY: clone3 with a sized clone_args and no stack: fork semantics.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        if r >= 0 {
+            return Ok((r as i32, true));
+        }
+        // Older kernels: fall back to clone and a cgroup.procs write by the caller.
+    }
+    // SAFETY: clone with no new stack behaves like fork.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    check(r).map(|pid| (pid as i32, false))
+}

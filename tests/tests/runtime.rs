@@ -316,12 +316,6 @@ fn create_then_start_and_state() {
         std::fs::read_to_string(b.path().join("pid")).unwrap(),
         pid.to_string()
     );
-    // CVE-2019-5736: the parked init runs from a sealed memfd, not the host binary.
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
-    assert!(
-        exe.to_string_lossy().contains("memfd:berth-runtime"),
-        "{exe:?}"
-    );
 
     let out = rt.exec(&["start", &id]);
     assert!(
@@ -669,4 +663,35 @@ fn spec_matches_runc_shape() {
         ours["process"]["capabilities"]["bounding"],
         theirs["process"]["capabilities"]["bounding"]
     );
+}
+
+#[test]
+fn runtime_binary_is_unreachable_from_a_shared_pid_namespace() {
+    // CVE-2019-5736: a container without its own pid namespace can see the parked
+    // init; that init must run from a sealed memfd, never the host's binary.
+    let rt = Runtime::new();
+    let mut b = Bundle::new("busybox", &["true"]);
+    let ns: Vec<serde_json::Value> = b.config["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["type"] != "pid")
+        .cloned()
+        .collect();
+    b.config["linux"]["namespaces"] = ns.into();
+    b.write();
+    let id = rt.id("sealed");
+    let (ok, err) = rt.detached(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(ok, "{err}");
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(
+        exe.to_string_lossy().contains("memfd:berth-runtime"),
+        "{exe:?}"
+    );
+    // The copy is sealed: it cannot be opened for writing through /proc/PID/exe.
+    let w = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/{pid}/exe"));
+    assert!(w.is_err(), "the sealed copy must not be writable");
 }

@@ -23,6 +23,9 @@ pub struct Hierarchy {
     pub controllers: Vec<String>,
     /// The container's directory in it.
     pub path: PathBuf,
+    /// A cgroup2 hierarchy (the unified one on a v2 or hybrid host).
+    #[serde(default)]
+    pub v2: bool,
 }
 
 /// The container's cgroups.
@@ -79,6 +82,7 @@ impl Cgroup {
                     mountpoint: root.to_path_buf(),
                     controllers: Vec::new(),
                     path,
+                    v2: true,
                 }],
             });
         }
@@ -93,6 +97,7 @@ impl Cgroup {
                 mountpoint,
                 controllers,
                 path,
+                v2: is_v2,
             });
         }
         if hierarchies.is_empty() {
@@ -162,10 +167,34 @@ impl Cgroup {
             .map_err(|e| Error::cgroup(&file, format!("writing {:?}: {e}", w.value)))
     }
 
-    /// Puts a process into every hierarchy.
+    /// The cgroup2 directory, if any: a child can be born in it (CLONE_INTO_CGROUP).
+    pub fn unified(&self) -> Option<&Path> {
+        self.hierarchies
+            .iter()
+            .find(|h| h.v2)
+            .map(|h| h.path.as_path())
+    }
+
+    /// Moves the calling single-threaded process into every v1 hierarchy by writing
+    /// 0 to `tasks`. Moving oneself this way skips the kernel's global threadgroup
+    /// lock, whose RCU grace period makes a `cgroup.procs` write cost 5-15 ms.
+    pub fn join_self_v1(&self) -> Result<()> {
+        for h in self.hierarchies.iter().filter(|h| !h.v2) {
+            let file = h.path.join("tasks");
+            std::fs::write(&file, "0")
+                .map_err(|e| Error::cgroup(&file, format!("joining: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Puts a process into every hierarchy; `skip_unified` when it was born there.
     pub fn add(&self, pid: i32) -> Result<()> {
+        self.add_to(pid, false)
+    }
+
+    pub fn add_to(&self, pid: i32, skip_unified: bool) -> Result<()> {
         let pid = pid.to_string();
-        for h in &self.hierarchies {
+        for h in self.hierarchies.iter().filter(|h| !(skip_unified && h.v2)) {
             let file = h.path.join("cgroup.procs");
             std::fs::write(&file, &pid)
                 .map_err(|e| Error::cgroup(&file, format!("adding pid {pid}: {e}")))?;
