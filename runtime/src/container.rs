@@ -132,10 +132,6 @@ fn create_with_console(
         &resources,
         linux.devices().as_deref().unwrap_or_default(),
     )));
-    if cgroup.v2 {
-        // v2 device control needs an eBPF program, which berth does not load yet.
-        resources.set_devices(None);
-    }
     cgroup.apply(&resources)?;
     timing::mark(&mut t, "cgroup resources");
 

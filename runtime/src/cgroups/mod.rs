@@ -3,6 +3,7 @@
 //! computed by pure functions in `v1` and `v2`; this module finds the
 //! hierarchies, creates the directories and does the writes.
 
+pub mod devices_bpf;
 pub mod stats;
 pub mod v1;
 pub mod v2;
@@ -129,6 +130,11 @@ impl Cgroup {
     }
 
     pub fn apply(&self, res: &LinuxResources) -> Result<()> {
+        if self.v2
+            && let Some(rules) = res.devices()
+        {
+            devices_bpf::attach(&self.hierarchies[0].path, rules)?;
+        }
         let writes = if self.v2 {
             v2::writes(res)?
         } else {
