@@ -372,6 +372,7 @@ pub fn setup_terminal(sock: &OwnedFd, size: Option<(u64, u64)>) -> Result<()> {
     }
     send_fd(sock, m, &slave_path)?;
     drop(ptmx);
+    bind_console(&slave_path)?;
     // SAFETY: become a session leader and take the slave as controlling terminal.
     unsafe {
         sys::check_int(libc::setsid()).map_err(|e| Error::sys("setsid", e))?;
@@ -383,6 +384,24 @@ pub fn setup_terminal(sock: &OwnedFd, size: Option<(u64, u64)>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// /dev/console is the container's terminal, as runc and the OCI spec give it.
+fn bind_console(slave_path: &str) -> Result<()> {
+    let root = sys::open(Path::new("/"), libc::O_PATH | libc::O_DIRECTORY)
+        .map_err(|e| Error::path("opening", "/", e))?;
+    let Ok(target) = sys::ensure_in_root(root.as_raw_fd(), Path::new("/dev/console"), true) else {
+        // A read-only /dev cannot take it; the terminal still works on stdio.
+        return Ok(());
+    };
+    sys::mount_c(
+        Some(&cstring(slave_path)),
+        &sys::fd_path(&target),
+        None,
+        libc::MS_BIND,
+        None,
+    )
+    .map_err(|e| Error::sys(format!("bind-mounting {slave_path} on /dev/console"), e))
 }
 
 /// Sends an fd with SCM_RIGHTS, the pty name as the data (as runc does).

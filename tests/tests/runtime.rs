@@ -695,3 +695,116 @@ fn runtime_binary_is_unreachable_from_a_shared_pid_namespace() {
         .open(format!("/proc/{pid}/exe"));
     assert!(w.is_err(), "the sealed copy must not be writable");
 }
+
+#[test]
+fn no_pivot_configured_devices_and_sysctls() {
+    let rt = Runtime::new();
+    let mut b = sh(
+        "head -c 4 /dev/myfull | wc -c; stat -c '%t:%T %a' /dev/myfull; cat /proc/sys/kernel/shm_rmid_forced",
+    );
+    b.config["linux"]["devices"] = json!([{"path": "/dev/myfull", "type": "c", "major": 1, "minor": 7, "fileMode": 0o640, "uid": 0, "gid": 0}]);
+    b.config["linux"]["sysctl"] = json!({"kernel.shm_rmid_forced": "1"});
+    b.write();
+    let id = rt.id("nopivot");
+    let out = rt
+        .cmd()
+        .args([
+            "run",
+            "--no-pivot",
+            "--bundle",
+            b.path().to_str().unwrap(),
+            &id,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "4\n1:7 640\n1\n");
+}
+
+#[test]
+fn hook_timeout_is_honoured() {
+    let rt = Runtime::new();
+    let mut b = sh("true");
+    b.config["hooks"] =
+        json!({"prestart": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
+    let start = std::time::Instant::now();
+    let (code, _out, err) = rt.run(&b, "hooktimeout");
+    assert_ne!(code, 0);
+    assert!(err.contains("timed out after 1s"), "{err}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn cgroups_path_absolute_and_relative() {
+    let rt = Runtime::new();
+    for (name, path) in [("abs", "/berth-test-abs/one"), ("rel", "berth-test-rel")] {
+        let mut b = Bundle::new("busybox", &["sleep", "30"]);
+        b.config["linux"]["cgroupsPath"] = path.into();
+        b.write();
+        let id = rt.id(name);
+        let (ok, err) = rt.detached(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+        assert!(ok, "{err}");
+        let pid = rt.state(&id)["pid"].as_i64().unwrap();
+        let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let own_pids = own
+            .lines()
+            .find(|l| l.contains(":pids:"))
+            .map(|l| l.rsplit(':').next().unwrap().to_string());
+        let want = match (path.starts_with('/'), own_pids) {
+            (true, _) => path.to_string(),
+            (false, Some(o)) => format!("{}/{path}", o.trim_end_matches('/')),
+            (false, None) => format!("/{path}"),
+        };
+        assert!(
+            cg.lines()
+                .any(|l| (l.contains(":pids:") || l.starts_with("0::")) && l.ends_with(&want)),
+            "{cg} wants {want}"
+        );
+        assert!(rt.exec(&["delete", "-f", &id]).status.success());
+        assert!(!cgroup_exists(&want), "cgroup {want} removed");
+    }
+    for h in [
+        "pids", "memory", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio", "systemd",
+        "unified", "",
+    ] {
+        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(h).join("berth-test-abs"));
+    }
+}
+
+fn cgroup_exists(path: &str) -> bool {
+    ["pids", ""].iter().any(|h| {
+        Path::new("/sys/fs/cgroup")
+            .join(h)
+            .join(path.trim_start_matches('/'))
+            .exists()
+    })
+}
+
+#[test]
+fn terminal_has_dev_console() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new("busybox", &["sh", "-c", "stat -c %t:%T /dev/console; tty"]);
+    b.config["process"]["terminal"] = true.into();
+    b.write();
+    let id = rt.id("devconsole");
+    let out = rt
+        .cmd()
+        .args(["run", "--bundle", b.path().to_str().unwrap(), &id])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    // 88 (hex) is the pts major 136: /dev/console is the container's pty.
+    assert!(text.starts_with("88:0"), "{text}");
+    assert!(text.contains("/dev/pts/0"), "{text}");
+}
