@@ -4,7 +4,9 @@ use crate::error::{Error, Result};
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };
-use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction as A, LinuxSeccompOperator as Op};
+use oci_spec::runtime::{
+    LinuxSeccomp, LinuxSeccompAction as A, LinuxSeccompFilterFlag as F, LinuxSeccompOperator as Op,
+};
 use std::str::FromStr;
 
 fn action(a: A, errno: Option<u32>) -> ScmpAction {
@@ -31,6 +33,15 @@ pub fn build(cfg: &LinuxSeccomp) -> Result<ScmpFilterContext> {
     let mut ctx = ScmpFilterContext::new(default).map_err(|e| err("creating filter", e))?;
     // The runtime decides about no_new_privs itself.
     ctx.set_ctl_nnp(false).map_err(|e| err("nnp", e))?;
+    for flag in cfg.flags().as_deref().unwrap_or_default() {
+        let r = match flag {
+            F::SeccompFilterFlagLog => ctx.set_ctl_log(true),
+            F::SeccompFilterFlagTsync => ctx.set_ctl_tsync(true),
+            F::SeccompFilterFlagSpecAllow => ctx.set_ctl_ssb(true),
+            F::SeccompFilterFlagWaitKillableRecv => ctx.set_ctl_waitkill(true),
+        };
+        r.map_err(|e| err(&format!("flag {flag:?}"), e))?;
+    }
     for arch in cfg.architectures().as_deref().unwrap_or_default() {
         let name = serde_json::to_value(arch)
             .ok()

@@ -276,6 +276,7 @@ fn seccomp_rule_returns_configured_errno() {
     b.config["linux"]["seccomp"] = json!({
         "defaultAction": "SCMP_ACT_ALLOW",
         "architectures": ["SCMP_ARCH_X86_64"],
+        "flags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"],
         "syscalls": [{"names": ["rmdir", "no_such_syscall"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]
     });
     let (code, out, err) = rt.run(&b, "seccomp");
