@@ -1,11 +1,194 @@
 //! berth-image: everything about images, shared by `berthd` and the `berth` CLI.
 //!
-//! - [`reference`]: parse and normalise image references as Docker and containerd do.
+//! - [`reference`]: parse and normalise image references as Docker and containerd do
+//! - [`pull`]: resolve through mirrors, pick the platform, stream layers in parallel
+//! - [`store`]: the content store (blobs by digest, written atomically, verified)
+//! - [`unpack`]: safe layer extraction into overlayfs-format snapshot directories
+//! - [`snapshot`]: snapshots by chain id; a container's overlay rootfs
+//! - [`metadata`]: image records and names, under a file lock
 //!
-//! The image issue grows this crate with the registry client (pull, auth, mirrors),
-//! the content store, layer unpacking with path safety, overlay snapshots and image
-//! metadata.
+//! [`ImageStore`] ties them together; one store under one root directory is safe
+//! to share between processes.
 
+pub mod error;
+pub mod metadata;
+mod overlay;
+pub mod pull;
 pub mod reference;
+pub mod snapshot;
+pub mod store;
+pub mod unpack;
 
+pub use error::{ImageError, Result};
+pub use metadata::ImageRecord;
+pub use pull::{Auth, Progress, PullOptions};
 pub use reference::{Reference, ReferenceError};
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Opens a directory for *at calls.
+pub(crate) fn sys_open_dir(p: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    std::fs::File::open(p).map(std::os::fd::OwnedFd::from)
+}
+
+/// Where the store lives and how to reach registries.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// Root directory (default /var/lib/berth).
+    pub root: PathBuf,
+    /// Registry host to mirror hosts, tried in order before the host itself.
+    pub mirrors: HashMap<String, Vec<String>>,
+    /// Registries reached over plain HTTP (loopback hosts always are).
+    pub insecure: Vec<String>,
+    /// Bound on the bytes one layer may unpack to; default: what the store's
+    /// filesystem has free, less a reserve.
+    pub unpack_limit: Option<u64>,
+    /// A docker config.json with `auths`, used when a pull brings no credentials.
+    pub docker_config: Option<PathBuf>,
+}
+
+impl StoreConfig {
+    pub fn new(root: impl Into<PathBuf>) -> StoreConfig {
+        StoreConfig {
+            root: root.into(),
+            mirrors: HashMap::new(),
+            insecure: Vec::new(),
+            unpack_limit: None,
+            docker_config: None,
+        }
+    }
+}
+
+/// What garbage collection freed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Collected {
+    pub blobs: usize,
+    pub snapshots: usize,
+}
+
+pub struct ImageStore {
+    pub config: StoreConfig,
+    content: store::ContentStore,
+    snapshots: snapshot::Snapshots,
+    images: metadata::Images,
+    /// Snapshot directories being unpacked by this process.
+    prepared: std::sync::Mutex<Vec<PathBuf>>,
+}
+
+impl ImageStore {
+    pub fn open(config: StoreConfig) -> Result<ImageStore> {
+        std::fs::create_dir_all(&config.root)
+            .map_err(|e| ImageError::io("creating", &config.root, e))?;
+        Ok(ImageStore {
+            content: store::ContentStore::open(&config.root)?,
+            snapshots: snapshot::Snapshots::open(&config.root)?,
+            images: metadata::Images::open(&config.root),
+            prepared: Default::default(),
+            config,
+        })
+    }
+
+    pub fn list(&self) -> Result<Vec<ImageRecord>> {
+        self.images.list()
+    }
+
+    pub fn get(&self, name: &str) -> Result<ImageRecord> {
+        self.images.resolve(name)
+    }
+
+    /// The image's config JSON (entrypoint, cmd, env, user, ...).
+    pub fn config_json(&self, rec: &ImageRecord) -> Result<serde_json::Value> {
+        serde_json::from_slice(&self.content.read(&rec.id)?)
+            .map_err(|e| ImageError::invalid(&rec.id, e.to_string()))
+    }
+
+    /// Removes an image (or just one of its tags) and frees what nothing uses.
+    pub fn remove(&self, name: &str) -> Result<Option<ImageRecord>> {
+        let removed = self.images.remove(name)?;
+        if removed.is_some() {
+            self.gc()?;
+        }
+        Ok(removed)
+    }
+
+    /// Deletes blobs and snapshots no image refers to.
+    pub fn gc(&self) -> Result<Collected> {
+        let images = self.images.list()?;
+        let mut keep_blobs: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut keep_snaps = std::collections::HashSet::new();
+        for i in &images {
+            keep_blobs.insert(i.id.clone());
+            keep_blobs.insert(i.manifest_digest.clone());
+            keep_blobs.extend(
+                i.repo_digests
+                    .iter()
+                    .filter_map(|d| d.rsplit_once('@').map(|(_, d)| d.to_string())),
+            );
+            keep_blobs.extend(i.layers.iter().cloned());
+            keep_snaps.extend(i.chain_ids.iter().cloned());
+        }
+        let mut out = Collected::default();
+        for b in self.content.list() {
+            if !keep_blobs.contains(&b) {
+                self.content.delete(&b)?;
+                out.blobs += 1;
+            }
+        }
+        for s in self.snapshots.list() {
+            if !keep_snaps.contains(&s) {
+                self.snapshots.remove(&s)?;
+                out.snapshots += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Bytes and inodes used by the store's filesystem (for the CRI's ImageFsInfo).
+    pub fn fs_usage(&self) -> Result<(u64, u64)> {
+        let c = std::ffi::CString::new(self.config.root.as_os_str().as_encoded_bytes())
+            .unwrap_or_default();
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: statvfs with a valid path and out pointer.
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } == -1 {
+            return Err(ImageError::io(
+                "statvfs",
+                &self.config.root,
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok((
+            (st.f_blocks - st.f_bfree) * st.f_frsize,
+            st.f_files - st.f_ffree,
+        ))
+    }
+
+    fn unpack_limit(&self) -> u64 {
+        if let Some(l) = self.config.unpack_limit {
+            return l;
+        }
+        let c = std::ffi::CString::new(self.config.root.as_os_str().as_encoded_bytes())
+            .unwrap_or_default();
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: statvfs with a valid path and out pointer.
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } == -1 {
+            return u64::MAX;
+        }
+        let avail = st.f_bavail * st.f_frsize;
+        // Keep 5% of the filesystem (at least 256 MiB) for everything else.
+        let reserve = ((st.f_blocks * st.f_frsize) / 20).max(256 << 20);
+        avail.saturating_sub(reserve)
+    }
+
+    /// Mounts a container's rootfs from an image: see [`snapshot::Snapshots::mount_rootfs`].
+    pub fn mount_rootfs(
+        &self,
+        rec: &ImageRecord,
+        upper: &Path,
+        work: &Path,
+        target: &Path,
+    ) -> Result<snapshot::RootfsKind> {
+        self.snapshots
+            .mount_rootfs(&rec.chain_ids, upper, work, target)
+    }
+}

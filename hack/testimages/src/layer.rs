@@ -93,11 +93,15 @@ pub fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
-/// Writes the entries as a tar sorted by path (parents before children), then gzips
-/// it with a zero mtime in the gzip header.
+/// Writes the entries as a tar sorted by path (parents before children; hard links
+/// last, after their targets, as tar writers emit them), then gzips it with a zero
+/// mtime in the gzip header.
 pub fn build(entries: &[Entry]) -> Result<Blob> {
     let mut sorted: Vec<&Entry> = entries.iter().collect();
-    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    sorted.sort_by(|a, b| {
+        let link = |e: &Entry| matches!(e.kind, Kind::Hardlink(_));
+        (link(a), &a.path).cmp(&(link(b), &b.path))
+    });
     let mut builder = tar::Builder::new(Vec::new());
     for e in sorted {
         append(&mut builder, e).with_context(|| format!("layer entry {}", e.path))?;

@@ -1,0 +1,744 @@
+//! Pulling: resolve the reference through the configured mirrors, pick the
+//! platform's manifest, then download the layers in parallel, each streamed from
+//! the network through its digest check and decompression straight into the
+//! unpacker, while the compressed blob is also written to the content store.
+
+use crate::error::{ImageError, Result};
+use crate::metadata::ImageRecord;
+use crate::reference::Reference;
+use crate::store::sha256_digest;
+use crate::{ImageStore, snapshot};
+use futures_util::{StreamExt, TryStreamExt};
+use oci_client::Client;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use serde_json::Value;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const MANIFEST_TYPES: &[&str] = &[
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+/// A layer unpacked into a prepared snapshot directory, with the hard links still
+/// to resolve against the layers below it.
+type Fetched = (PathBuf, Vec<(PathBuf, PathBuf)>);
+
+/// Registry credentials, from the CRI's AuthConfig or a docker config.json.
+#[derive(Clone, Debug, Default)]
+pub enum Auth {
+    #[default]
+    Anonymous,
+    Basic {
+        username: String,
+        password: String,
+    },
+    Bearer(String),
+}
+
+impl Auth {
+    fn to_registry(&self) -> RegistryAuth {
+        match self {
+            Auth::Anonymous => RegistryAuth::Anonymous,
+            Auth::Basic { username, password } => {
+                RegistryAuth::Basic(username.clone(), password.clone())
+            }
+            Auth::Bearer(t) => RegistryAuth::Bearer(t.clone()),
+        }
+    }
+
+    /// Credentials for `host` from a docker `config.json` (`auths.<host>.auth`, or
+    /// `username`/`password`, or `identitytoken`).
+    pub fn from_docker_config(json: &[u8], host: &str) -> Option<Auth> {
+        use base64::Engine;
+        let v: Value = serde_json::from_slice(json).ok()?;
+        let auths = v.get("auths")?.as_object()?;
+        let entry = auths
+            .iter()
+            .find(|(k, _)| {
+                let k = k
+                    .trim_start_matches("https://")
+                    .trim_start_matches("http://");
+                k.split('/').next() == Some(host)
+                    || (host == "docker.io" && k.contains("index.docker.io"))
+            })?
+            .1;
+        if let Some(t) = entry
+            .get("identitytoken")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        {
+            return Some(Auth::Bearer(t.to_string()));
+        }
+        if let Some(a) = entry.get("auth").and_then(Value::as_str) {
+            let raw = base64::engine::general_purpose::STANDARD.decode(a).ok()?;
+            let (u, p) = std::str::from_utf8(&raw).ok()?.split_once(':')?;
+            return Some(Auth::Basic {
+                username: u.into(),
+                password: p.into(),
+            });
+        }
+        Some(Auth::Basic {
+            username: entry.get("username")?.as_str()?.into(),
+            password: entry.get("password")?.as_str()?.into(),
+        })
+    }
+}
+
+/// What a pull reports as it goes.
+#[derive(Clone, Debug)]
+pub enum Progress {
+    Resolved { image: String, layers: usize },
+    LayerStarted { digest: String, size: u64 },
+    LayerBytes { digest: String, done: u64 },
+    LayerExists { digest: String },
+    LayerDone { digest: String },
+}
+
+pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
+
+#[derive(Clone, Default)]
+pub struct PullOptions {
+    pub auth: Auth,
+    pub progress: Option<ProgressFn>,
+}
+
+fn is_loopback(host: &str) -> bool {
+    let h = host.rsplit_once(':').map_or(host, |(h, p)| {
+        if p.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    let h = h.trim_start_matches('[').trim_end_matches(']');
+    h == "localhost"
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn current_platform() -> (&'static str, Option<&'static str>) {
+    match std::env::consts::ARCH {
+        "x86_64" => ("amd64", None),
+        "aarch64" => ("arm64", Some("v8")),
+        "arm" => ("arm", Some("v7")),
+        other => (other, None),
+    }
+}
+
+impl ImageStore {
+    fn client(&self, hosts: &[String]) -> Client {
+        let mut plain: Vec<String> = self.config.insecure.clone();
+        plain.extend(hosts.iter().filter(|h| is_loopback(h)).cloned());
+        Client::new(ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(plain),
+            connect_timeout: Some(std::time::Duration::from_secs(10)),
+            read_timeout: Some(std::time::Duration::from_secs(60)),
+            ..Default::default()
+        })
+    }
+
+    fn emit(&self, opts: &PullOptions, p: Progress) {
+        if let Some(f) = &opts.progress {
+            f(p);
+        }
+    }
+
+    /// Pulls `name` into the store and returns its record.
+    pub async fn pull(&self, name: &str, opts: &PullOptions) -> Result<ImageRecord> {
+        let r = Reference::parse(name)?;
+        let mut hosts: Vec<String> = self
+            .config
+            .mirrors
+            .get(&r.registry)
+            .cloned()
+            .unwrap_or_default();
+        hosts.push(r.registry.clone());
+        let client = self.client(&hosts);
+        let auth = match (&opts.auth, &self.config.docker_config) {
+            (Auth::Anonymous, Some(path)) => std::fs::read(path)
+                .ok()
+                .and_then(|j| Auth::from_docker_config(&j, &r.registry))
+                .unwrap_or_default(),
+            (a, _) => a.clone(),
+        };
+        let auth = auth.to_registry();
+        let image = r.to_string();
+
+        // The first host that serves the manifest serves the blobs too.
+        let mut last_err = None;
+        let mut found = None;
+        for host in &hosts {
+            let oref = oci_ref(&r, host, None);
+            match client.pull_manifest_raw(&oref, &auth, MANIFEST_TYPES).await {
+                Ok((bytes, digest)) => {
+                    found = Some((host.clone(), bytes.to_vec(), digest));
+                    break;
+                }
+                Err(e) => last_err = Some(map_err(&image, host, e)),
+            }
+        }
+        let Some((host, top_raw, _)) = found else {
+            return Err(last_err.unwrap_or(ImageError::NotFound(image)));
+        };
+        let top_digest = sha256_digest(&top_raw);
+        if let Some(want) = &r.digest
+            && want != &top_digest
+        {
+            return Err(ImageError::DigestMismatch {
+                expected: want.clone(),
+                actual: top_digest,
+            });
+        }
+        self.content.put(&top_digest, &top_raw)?;
+        let top: Value = serde_json::from_slice(&top_raw)
+            .map_err(|e| ImageError::invalid(&image, format!("manifest is not JSON: {e}")))?;
+        let (manifest_digest, manifest) = if top.get("manifests").is_some() {
+            let digest = select_platform(&image, &top)?;
+            let oref = oci_ref(&r, &host, Some(&digest));
+            let (bytes, _) = client
+                .pull_manifest_raw(&oref, &auth, MANIFEST_TYPES)
+                .await
+                .map_err(|e| map_err(&image, &host, e))?;
+            let actual = sha256_digest(&bytes);
+            if actual != digest {
+                return Err(ImageError::DigestMismatch {
+                    expected: digest,
+                    actual,
+                });
+            }
+            self.content.put(&digest, &bytes)?;
+            let m: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| ImageError::invalid(&image, format!("manifest is not JSON: {e}")))?;
+            (digest, m)
+        } else {
+            (top_digest.clone(), top)
+        };
+        if manifest.get("schemaVersion").and_then(Value::as_u64) == Some(1) {
+            return Err(ImageError::Unsupported {
+                image,
+                media_type: "Docker image manifest v1 (schema 1)".into(),
+                hint: "; it was deprecated in 2019: push the image again with a current client",
+            });
+        }
+        let config_desc = &manifest["config"];
+        let config_digest = config_desc["digest"]
+            .as_str()
+            .ok_or_else(|| ImageError::invalid(&image, "manifest has no config"))?
+            .to_string();
+        let oref = oci_ref(&r, &host, None);
+        if !self.content.has(&config_digest) {
+            let mut buf = Vec::new();
+            client
+                .pull_blob(&oref, config_digest.as_str(), &mut buf)
+                .await
+                .map_err(|e| map_err(&image, &host, e))?;
+            self.content.put(&config_digest, &buf)?;
+        }
+        let config: Value = serde_json::from_slice(&self.content.read(&config_digest)?)
+            .map_err(|e| ImageError::invalid(&image, format!("config is not JSON: {e}")))?;
+        let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d.as_str().map(String::from))
+            .collect();
+        let layers: Vec<(String, String, u64)> = manifest["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|l| {
+                (
+                    l["digest"].as_str().unwrap_or_default().to_string(),
+                    l["mediaType"].as_str().unwrap_or_default().to_string(),
+                    l["size"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        if layers.len() != diff_ids.len() {
+            return Err(ImageError::invalid(
+                &image,
+                format!(
+                    "{} layers but {} diff_ids in the config",
+                    layers.len(),
+                    diff_ids.len()
+                ),
+            ));
+        }
+        let chain_ids = snapshot::chain_ids(&diff_ids);
+        self.emit(
+            opts,
+            Progress::Resolved {
+                image: image.clone(),
+                layers: layers.len(),
+            },
+        );
+
+        let limit = self.unpack_limit();
+        let jobs = layers
+            .iter()
+            .enumerate()
+            .map(|(i, (digest, media_type, size))| {
+                let (client, oref, diff_id, chain_id) =
+                    (&client, &oref, diff_ids[i].clone(), chain_ids[i].clone());
+                async move {
+                    if self.snapshots.exists(&chain_id) {
+                        self.emit(
+                            opts,
+                            Progress::LayerExists {
+                                digest: digest.clone(),
+                            },
+                        );
+                        return Ok((i, None));
+                    }
+                    self.emit(
+                        opts,
+                        Progress::LayerStarted {
+                            digest: digest.clone(),
+                            size: *size,
+                        },
+                    );
+                    let mut attempt = 0;
+                    loop {
+                        attempt += 1;
+                        match self
+                            .fetch_layer(
+                                client, oref, digest, media_type, &diff_id, &chain_id, limit, opts,
+                            )
+                            .await
+                        {
+                            Ok(done) => {
+                                self.emit(
+                                    opts,
+                                    Progress::LayerDone {
+                                        digest: digest.clone(),
+                                    },
+                                );
+                                return Ok((i, Some(done)));
+                            }
+                            // Only a broken transfer is worth another try.
+                            Err(ImageError::Unreachable { .. } | ImageError::Io { .. })
+                                if attempt < 3 =>
+                            {
+                                tokio::time::sleep(std::time::Duration::from_millis(200 * attempt))
+                                    .await;
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+            });
+        // Both cores stay busy: one layer inflates while another downloads.
+        let mut results: Vec<(usize, Option<Fetched>)> = futures_util::stream::iter(jobs)
+            .buffer_unordered(3)
+            .try_collect()
+            .await
+            .inspect_err(|_| self.sweep_prepared())?;
+        results.sort_by_key(|(i, _)| *i);
+        // Hard links into lower layers, then commit bottom-up.
+        let mut lowers: Vec<PathBuf> = Vec::new();
+        for (i, done) in &results {
+            if let Some((fs, deferred)) = done {
+                if !deferred.is_empty() {
+                    let mut below = lowers.clone();
+                    below.reverse();
+                    crate::unpack::resolve_deferred_links(fs, &below, deferred, &layers[*i].0)
+                        .inspect_err(|_| self.sweep_prepared())?;
+                }
+                lowers.push(fs.clone());
+            } else {
+                lowers.push(self.snapshots.fs(&chain_ids[*i])?);
+            }
+        }
+        for (i, done) in results {
+            if let Some((fs, _)) = done {
+                self.snapshots.commit(&fs, &chain_ids[i])?;
+            }
+        }
+        let size =
+            config_desc["size"].as_u64().unwrap_or(0) + layers.iter().map(|l| l.2).sum::<u64>();
+        let record = ImageRecord {
+            id: config_digest,
+            manifest_digest,
+            repo_tags: r.tag.iter().map(|t| format!("{}:{t}", r.name())).collect(),
+            repo_digests: vec![format!("{}@{top_digest}", r.name())],
+            size,
+            layers: layers.into_iter().map(|l| l.0).collect(),
+            diff_ids,
+            chain_ids,
+            pinned: false,
+        };
+        self.images.add(record)
+    }
+
+    fn sweep_prepared(&self) {
+        self.prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .for_each(|p| self.snapshots.abort(&p));
+    }
+
+    /// Downloads one layer and unpacks it as it arrives. Returns the prepared
+    /// snapshot directory and the hard links to resolve against lower layers.
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch_layer(
+        &self,
+        client: &Client,
+        oref: &oci_client::Reference,
+        digest: &str,
+        media_type: &str,
+        diff_id: &str,
+        chain_id: &str,
+        limit: u64,
+        opts: &PullOptions,
+    ) -> Result<Fetched> {
+        let compression = Compression::of(media_type).ok_or_else(|| ImageError::Unsupported {
+            image: oref.whole(),
+            media_type: media_type.to_string(),
+            hint: " as a layer (tar, tar+gzip and tar+zstd are)",
+        })?;
+        let fs = self.snapshots.prepare(chain_id)?;
+        self.prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(fs.clone());
+        let writer_needed = !self.content.has(digest);
+        let writer = if writer_needed {
+            Some(self.content.writer(digest)?)
+        } else {
+            None
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<bytes::Bytes>>(64);
+        let (fs2, layer, diff_id_want) = (fs.clone(), digest.to_string(), diff_id.to_string());
+        let stored = (!writer_needed)
+            .then(|| self.content.path(digest))
+            .transpose()?;
+        let unpacker = tokio::task::spawn_blocking(move || -> Result<Vec<(PathBuf, PathBuf)>> {
+            let source: Box<dyn Read + Send> = match stored {
+                Some(path) => Box::new(
+                    std::fs::File::open(&path)
+                        .map_err(|e| ImageError::io("opening blob", path, e))?,
+                ),
+                None => Box::new(ChannelReader {
+                    rx,
+                    chunk: bytes::Bytes::new(),
+                }),
+            };
+            let mut tee = Tee {
+                inner: source,
+                writer,
+                hasher: <sha2::Sha256 as sha2::Digest>::new(),
+            };
+            let decoded: Box<dyn Read> = match compression {
+                Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut tee)),
+                Compression::Zstd => Box::new(
+                    zstd::stream::read::Decoder::new(&mut tee)
+                        .map_err(|e| ImageError::io("zstd", &fs2, e))?,
+                ),
+                Compression::None => Box::new(&mut tee),
+            };
+            let unpacked = crate::unpack::unpack_layer(decoded, &fs2, &layer, limit)?;
+            std::io::copy(&mut tee, &mut std::io::sink())
+                .map_err(|e| ImageError::io("reading layer", &fs2, e))?;
+            let actual = format!(
+                "sha256:{}",
+                hex::encode(sha2::Digest::finalize(std::mem::take(&mut tee.hasher)))
+            );
+            if actual != layer {
+                return Err(ImageError::DigestMismatch {
+                    expected: layer,
+                    actual,
+                });
+            }
+            if let Some(w) = tee.writer.take() {
+                w.commit()?;
+            }
+            if unpacked.diff_id != diff_id_want {
+                return Err(ImageError::DigestMismatch {
+                    expected: diff_id_want,
+                    actual: unpacked.diff_id,
+                });
+            }
+            Ok(unpacked.deferred_links)
+        });
+        // A broken transfer is reported as such (and retried), not as a corrupt tar.
+        let mut transfer_error = None;
+        if writer_needed {
+            match client.pull_blob_stream(oref, digest).await {
+                Ok(mut stream) => {
+                    let mut done = 0u64;
+                    while let Some(chunk) = stream.next().await {
+                        match chunk {
+                            Ok(c) => {
+                                done += c.len() as u64;
+                                self.emit(
+                                    opts,
+                                    Progress::LayerBytes {
+                                        digest: digest.to_string(),
+                                        done,
+                                    },
+                                );
+                                if tx.send(Ok(c)).is_err() {
+                                    break; // the unpacker stopped: its error says why
+                                }
+                            }
+                            Err(e) => {
+                                transfer_error = Some(ImageError::Unreachable {
+                                    host: oref.registry().to_string(),
+                                    msg: format!("downloading {digest}: {e}"),
+                                });
+                                let _ = tx.send(Err(e));
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => transfer_error = Some(map_err(&oref.whole(), oref.registry(), e)),
+            }
+        }
+        drop(tx);
+        let result = unpacker
+            .await
+            .map_err(|e| ImageError::invalid("unpack task", e.to_string()))?;
+        let result = match transfer_error {
+            Some(e) => Err(e),
+            None => result,
+        };
+        self.finish_layer(fs, result)
+    }
+
+    fn finish_layer(
+        &self,
+        fs: PathBuf,
+        result: Result<Vec<(PathBuf, PathBuf)>>,
+    ) -> Result<(PathBuf, Vec<(PathBuf, PathBuf)>)> {
+        match result {
+            Ok(links) => Ok((fs, links)),
+            Err(e) => {
+                self.snapshots.abort(&fs);
+                self.prepared
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|p| p != &fs);
+                Err(e)
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Compression {
+    Gzip,
+    Zstd,
+    None,
+}
+
+impl Compression {
+    fn of(media_type: &str) -> Option<Compression> {
+        match media_type {
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+            | "application/vnd.docker.image.rootfs.diff.tar.gzip"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip" => {
+                Some(Compression::Gzip)
+            }
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => {
+                Some(Compression::Zstd)
+            }
+            "application/vnd.oci.image.layer.v1.tar"
+            | "application/vnd.docker.image.rootfs.diff.tar"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar" => Some(Compression::None),
+            _ => None,
+        }
+    }
+}
+
+/// Reads the chunks the download task sends.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    chunk: bytes::Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.recv() {
+                Ok(Ok(c)) => self.chunk = c,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+}
+
+/// Passes the compressed bytes through, hashing them and writing them to the store.
+struct Tee<R> {
+    inner: R,
+    writer: Option<crate::store::BlobWriter>,
+    hasher: sha2::Sha256,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        sha2::Digest::update(&mut self.hasher, &buf[..n]);
+        if let Some(w) = &mut self.writer {
+            std::io::Write::write_all(w, &buf[..n])?;
+        }
+        Ok(n)
+    }
+}
+
+fn oci_ref(r: &Reference, host: &str, digest: Option<&str>) -> oci_client::Reference {
+    match (digest.or(r.digest.as_deref()), &r.tag) {
+        (Some(d), Some(t)) if digest.is_none() => oci_client::Reference::with_tag_and_digest(
+            host.into(),
+            r.repository.clone(),
+            t.clone(),
+            d.into(),
+        ),
+        (Some(d), _) => {
+            oci_client::Reference::with_digest(host.into(), r.repository.clone(), d.into())
+        }
+        (None, t) => oci_client::Reference::with_tag(
+            host.into(),
+            r.repository.clone(),
+            t.clone().unwrap_or_else(|| "latest".into()),
+        ),
+    }
+}
+
+/// Picks this machine's manifest from an index (linux, its architecture; the
+/// variant when the index names one).
+fn select_platform(image: &str, index: &Value) -> Result<String> {
+    let (arch, variant) = current_platform();
+    let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
+    let matches = |m: &&Value, strict_variant: bool| {
+        let p = &m["platform"];
+        p["os"] == "linux"
+            && p["architecture"] == arch
+            && (!strict_variant
+                || variant.is_none()
+                || p["variant"].as_str().is_none_or(|v| Some(v) == variant))
+    };
+    manifests
+        .iter()
+        .find(|m| matches(m, true))
+        .or_else(|| manifests.iter().find(|m| matches(m, false)))
+        .and_then(|m| m["digest"].as_str().map(String::from))
+        .ok_or_else(|| ImageError::NoPlatform {
+            image: image.to_string(),
+            platform: format!(
+                "linux/{arch}{}",
+                variant.map(|v| format!("/{v}")).unwrap_or_default()
+            ),
+            offered: manifests
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{}/{}",
+                        m["platform"]["os"].as_str().unwrap_or("?"),
+                        m["platform"]["architecture"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// Turns a registry client error into the one-line error a person can act on.
+fn map_err(image: &str, host: &str, e: oci_client::errors::OciDistributionError) -> ImageError {
+    use oci_client::errors::OciDistributionError as E;
+    let text = e.to_string();
+    let mut chain = String::new();
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+    while let Some(s) = src {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        src = s.source();
+    }
+    match e {
+        E::AuthenticationFailure(_) => ImageError::Unauthorized {
+            image: image.into(),
+            host: host.into(),
+        },
+        E::ImageManifestNotFoundError(_) => ImageError::ManifestUnknown {
+            image: image.into(),
+            host: host.into(),
+        },
+        E::RequestError(_) => ImageError::Unreachable {
+            host: host.into(),
+            msg: format!("{text}{chain}"),
+        },
+        _ if text.contains("MANIFEST_UNKNOWN")
+            || text.contains("NAME_UNKNOWN")
+            || text.contains(" 404") =>
+        {
+            ImageError::ManifestUnknown {
+                image: image.into(),
+                host: host.into(),
+            }
+        }
+        _ if text.contains("UNAUTHORIZED") || text.contains("401") => ImageError::Unauthorized {
+            image: image.into(),
+            host: host.into(),
+        },
+        _ => ImageError::Registry {
+            image: image.into(),
+            host: host.into(),
+            msg: format!("{text}{chain}"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_use_plain_http() {
+        assert!(is_loopback("localhost:5000"));
+        assert!(is_loopback("127.0.0.1:5000"));
+        assert!(is_loopback("[::1]:5000"));
+        assert!(!is_loopback("registry.k8s.io"));
+        assert!(!is_loopback("10.0.0.1:5000"));
+    }
+
+    #[test]
+    fn platform_selection_prefers_this_machine() {
+        let index = serde_json::json!({"manifests": [
+            {"digest": "sha256:arm", "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+            {"digest": "sha256:amd", "platform": {"os": "linux", "architecture": "amd64"}},
+        ]});
+        let (arch, _) = current_platform();
+        let got = select_platform("x", &index);
+        match arch {
+            "amd64" => assert_eq!(got.unwrap(), "sha256:amd"),
+            "arm64" => assert_eq!(got.unwrap(), "sha256:arm"),
+            _ => assert!(got.is_err()),
+        }
+        let none = serde_json::json!({"manifests": [{"digest": "sha256:s", "platform": {"os": "linux", "architecture": "s390x"}}]});
+        let e = select_platform("x", &none).unwrap_err().to_string();
+        assert!(e.contains("linux/s390x"), "{e}");
+    }
+
+    #[test]
+    fn docker_config_credentials() {
+        let cfg = br#"{"auths": {"127.0.0.1:5000": {"auth": "dXNlcjpwYXNz"}, "https://index.docker.io/v1/": {"identitytoken": "tok"}}}"#;
+        assert!(
+            matches!(Auth::from_docker_config(cfg, "127.0.0.1:5000"), Some(Auth::Basic { username, password }) if username == "user" && password == "pass")
+        );
+        assert!(
+            matches!(Auth::from_docker_config(cfg, "docker.io"), Some(Auth::Bearer(t)) if t == "tok")
+        );
+        assert!(Auth::from_docker_config(cfg, "quay.io").is_none());
+    }
+}

@@ -1,0 +1,198 @@
+//! Snapshots: each layer unpacked once, keyed by its chain id (the layer and every
+//! layer below it, as in the OCI image spec), under `<root>/snapshots/<hex>/fs`. A
+//! snapshot is unpacked into a temporary directory and renamed into place when
+//! complete, so a killed unpack never looks finished.
+//!
+//! A container's rootfs is an overlayfs of its image's snapshots plus a fresh
+//! upper directory; where overlayfs cannot be mounted, the layers are copied.
+
+use crate::error::{ImageError, Result};
+use sha2::{Digest as _, Sha256};
+use std::path::{Path, PathBuf};
+
+/// The chain ids of a list of diff ids (bottom layer first).
+pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let id = match out.last() {
+            None => d.clone(),
+            Some(parent) => format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest(format!("{parent} {d}")))
+            ),
+        };
+        out.push(id);
+    }
+    out
+}
+
+pub struct Snapshots {
+    dir: PathBuf,
+}
+
+impl Snapshots {
+    pub fn open(root: &Path) -> Result<Snapshots> {
+        let dir = root.join("snapshots");
+        std::fs::create_dir_all(&dir).map_err(|e| ImageError::io("creating", &dir, e))?;
+        // Unpacks killed midway leave `.tmp-*` directories: they never count.
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name
+                .strip_prefix(".tmp-")
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| p.parse::<i32>().ok())
+            {
+                // SAFETY: signal 0 only checks whether the pid exists.
+                if unsafe { libc::kill(pid, 0) } != 0 {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        Ok(Snapshots { dir })
+    }
+
+    fn key(chain_id: &str) -> Result<&str> {
+        crate::store::sha256_hex(chain_id)
+    }
+
+    /// The unpacked layer of `chain_id`.
+    pub fn fs(&self, chain_id: &str) -> Result<PathBuf> {
+        Ok(self.dir.join(Self::key(chain_id)?).join("fs"))
+    }
+
+    pub fn exists(&self, chain_id: &str) -> bool {
+        self.fs(chain_id).is_ok_and(|p| p.is_dir())
+    }
+
+    /// A fresh directory to unpack into; `commit` moves it into place.
+    pub fn prepare(&self, chain_id: &str) -> Result<PathBuf> {
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self.dir.join(format!(
+            ".tmp-{}-{n}-{}",
+            std::process::id(),
+            &Self::key(chain_id)?[..12]
+        ));
+        let fs = tmp.join("fs");
+        std::fs::create_dir_all(&fs).map_err(|e| ImageError::io("creating", &fs, e))?;
+        Ok(fs)
+    }
+
+    pub fn commit(&self, prepared_fs: &Path, chain_id: &str) -> Result<()> {
+        let tmp = prepared_fs.parent().unwrap_or(prepared_fs);
+        let dest = self.dir.join(Self::key(chain_id)?);
+        match std::fs::rename(tmp, &dest) {
+            Ok(()) => Ok(()),
+            // Another pull finished the same snapshot first: keep theirs.
+            Err(_) if dest.join("fs").is_dir() => {
+                let _ = std::fs::remove_dir_all(tmp);
+                Ok(())
+            }
+            Err(e) => Err(ImageError::io("committing snapshot", dest, e)),
+        }
+    }
+
+    pub fn abort(&self, prepared_fs: &Path) {
+        if let Some(tmp) = prepared_fs.parent() {
+            let _ = std::fs::remove_dir_all(tmp);
+        }
+    }
+
+    pub fn remove(&self, chain_id: &str) -> Result<()> {
+        let d = self.dir.join(Self::key(chain_id)?);
+        match std::fs::remove_dir_all(&d) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(ImageError::io("removing snapshot", d, e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn list(&self) -> Vec<String> {
+        std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                (!n.starts_with('.')).then(|| format!("sha256:{n}"))
+            })
+            .collect()
+    }
+
+    /// Mounts the container rootfs at `target`: an overlay of the snapshots of
+    /// `chain_ids` (bottom first) with `upper` and `work` (created here) on top.
+    /// Falls back to copying the layers into `target` when overlayfs is missing.
+    pub fn mount_rootfs(
+        &self,
+        chain_ids: &[String],
+        upper: &Path,
+        work: &Path,
+        target: &Path,
+    ) -> Result<RootfsKind> {
+        for d in [upper, work, target] {
+            std::fs::create_dir_all(d).map_err(|e| ImageError::io("creating", d, e))?;
+        }
+        let lowers: Vec<PathBuf> = chain_ids
+            .iter()
+            .rev()
+            .map(|c| self.fs(c))
+            .collect::<Result<_>>()?;
+        if lowers.is_empty() {
+            return Err(ImageError::invalid(
+                "rootfs",
+                "an image without layers has no rootfs",
+            ));
+        }
+        match crate::overlay::mount(&lowers, upper, work, target) {
+            Ok(()) => Ok(RootfsKind::Overlay),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {
+                crate::overlay::copy_layers(&lowers, target)
+                    .map_err(|e| ImageError::io("copying layers into", target, e))?;
+                Ok(RootfsKind::Copy)
+            }
+            Err(e) => Err(ImageError::io("mounting overlay rootfs at", target, e)),
+        }
+    }
+}
+
+/// How a rootfs was made.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RootfsKind {
+    Overlay,
+    Copy,
+}
+
+/// Unmounts a rootfs made by `mount_rootfs` (a copied rootfs is left for the
+/// caller to remove with its container directory).
+pub fn unmount_rootfs(target: &Path) -> Result<()> {
+    let c = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).unwrap_or_default();
+    // SAFETY: umount2 of a path we mounted.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == -1 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINVAL) && e.raw_os_error() != Some(libc::ENOENT) {
+            return Err(ImageError::io("unmounting rootfs", target, e));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_the_image_spec() {
+        let a = "sha256:aaaa".to_string();
+        let b = "sha256:bbbb".to_string();
+        let ids = chain_ids(&[a.clone(), b.clone()]);
+        assert_eq!(ids[0], a);
+        assert_eq!(
+            ids[1],
+            format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest("sha256:aaaa sha256:bbbb"))
+            )
+        );
+    }
+}
