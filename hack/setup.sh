@@ -20,7 +20,7 @@ packages=(
     build-essential pkg-config libseccomp-dev protobuf-compiler
     busybox-static docker-registry skopeo curl jq
     containernetworking-plugins iproute2 iptables util-linux procps
-    runc crun containerd hyperfine time python3
+    runc crun containerd hyperfine time python3 apache2-utils
 )
 missing=()
 for p in "${packages[@]}"; do

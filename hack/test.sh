@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$BERTH_ROOT_DIR"
 
 [ "$(id -u)" = 0 ] || die "run as root: the tests create namespaces, cgroups and mounts"
-for tool in busybox docker-registry skopeo jq runc; do
+for tool in busybox docker-registry skopeo jq runc containerd htpasswd; do
     command -v "$tool" >/dev/null || die "$tool is missing: run hack/setup.sh first"
 done
 pkg-config --exists libseccomp || die "libseccomp-dev is missing: run hack/setup.sh first"

@@ -9,7 +9,9 @@ pub enum ImageError {
     Reference(#[from] crate::reference::ReferenceError),
     #[error("cannot reach registry {host}: {msg}")]
     Unreachable { host: String, msg: String },
-    #[error("{image}: registry {host} refused the credentials (401 unauthorized)")]
+    #[error(
+        "{image}: registry {host} answered 401 unauthorized: it needs credentials it accepts (the CRI's auth, berth pull --creds, or a docker config.json)"
+    )]
     Unauthorized { image: String, host: String },
     #[error("{image}: manifest unknown to registry {host} (404)")]
     ManifestUnknown { image: String, host: String },

@@ -488,9 +488,20 @@ impl ImageStore {
                                 }
                             }
                             Err(e) => {
-                                transfer_error = Some(ImageError::Unreachable {
-                                    host: oref.registry().to_string(),
-                                    msg: format!("downloading {digest}: {e}"),
+                                let text = e.to_string();
+                                // The client checks digests too: a mismatch is final,
+                                // not a broken transfer to retry.
+                                transfer_error = Some(match text.split_once("got ") {
+                                    Some((_, actual)) if text.contains("digest") => {
+                                        ImageError::DigestMismatch {
+                                            expected: digest.to_string(),
+                                            actual: actual.trim().to_string(),
+                                        }
+                                    }
+                                    _ => ImageError::Unreachable {
+                                        host: oref.registry().to_string(),
+                                        msg: format!("downloading {digest}: {text}"),
+                                    },
                                 });
                                 let _ = tx.send(Err(e));
                                 break;
@@ -687,10 +698,15 @@ fn map_err(image: &str, host: &str, e: oci_client::errors::OciDistributionError)
                 host: host.into(),
             }
         }
-        _ if text.contains("UNAUTHORIZED") || text.contains("401") => ImageError::Unauthorized {
-            image: image.into(),
-            host: host.into(),
-        },
+        _ if text.contains("UNAUTHORIZED")
+            || text.contains("Not authorized")
+            || text.contains("401") =>
+        {
+            ImageError::Unauthorized {
+                image: image.into(),
+                host: host.into(),
+            }
+        }
         _ => ImageError::Registry {
             image: image.into(),
             host: host.into(),

@@ -280,3 +280,104 @@ pub fn cgroup_dir(controller: &str, id: &str) -> PathBuf {
         Path::new("/sys/fs/cgroup").join(id)
     }
 }
+
+/// A registry of a test's own (Debian's docker-registry on a loopback port, with
+/// temporary storage and optional htpasswd auth), stopped on drop.
+pub struct TestRegistry {
+    pub dir: tempfile::TempDir,
+    pub addr: String,
+    child: std::process::Child,
+}
+
+impl TestRegistry {
+    pub fn start(port: u16, htpasswd: Option<&str>) -> TestRegistry {
+        require_root();
+        let dir = tempfile::Builder::new()
+            .prefix("berth-registry-")
+            .tempdir()
+            .unwrap();
+        let addr = format!("127.0.0.1:{port}");
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+            dir.path().join("storage").display()
+        );
+        if let Some(h) = htpasswd {
+            std::fs::write(dir.path().join("htpasswd"), h).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+                dir.path().join("htpasswd").display()
+            ));
+        }
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry (hack/setup.sh installs it)");
+        let reg = TestRegistry { dir, addr, child };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&reg.addr).is_ok() {
+                return reg;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("registry on {} did not start", reg.addr);
+    }
+
+    /// Pushes an OCI layout's `latest` as `library/<name>:latest`.
+    pub fn push(&self, layout: &Path, name: &str, creds: Option<&str>) {
+        let mut c = Command::new("skopeo");
+        c.args([
+            "copy",
+            "--quiet",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+        ]);
+        if let Some(cr) = creds {
+            c.args(["--dest-creds", cr]);
+        }
+        let out = c
+            .arg(format!("oci:{}:latest", layout.display()))
+            .arg(format!("docker://{}/library/{name}:latest", self.addr))
+            .output()
+            .expect("skopeo");
+        assert!(
+            out.status.success(),
+            "push: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The file the registry stores a blob in.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir
+            .path()
+            .join("storage/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the `berth` CLI with a store root of the caller's.
+pub fn berth(root: &Path, args: &[&str]) -> Output {
+    Command::new(bin("berth"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("berth")
+}

@@ -66,6 +66,57 @@ pub fn build_all(busybox: &Path, out: &Path) -> Result<Vec<Built>> {
         json!({"Env": [PATH_ENV], "Cmd": ["sh"]}),
     )?);
     built.push(multiarch(out, &base)?);
+    built.extend(hostile(out, &base)?);
+    Ok(built)
+}
+
+/// Where the hostile layers try to write on the host; a test checks nothing lands.
+pub const HOSTILE_TARGET: &str = "/tmp/berth-hostile-escape";
+
+/// Images whose top layer tries to write or delete outside the layer directory.
+/// An unpacker must refuse each, naming the entry, and touch nothing outside.
+fn hostile(out: &Path, base: &Blob) -> Result<Vec<Built>> {
+    use tar::EntryType as T;
+    let t = HOSTILE_TARGET;
+    let dotdot = format!("../../../../../../..{t}");
+    let cases: [(&'static str, Vec<layer::RawEntry>); 5] = [
+        (
+            "hostile-dotdot",
+            vec![(dotdot.as_str(), T::Regular, b"escaped", None)],
+        ),
+        ("hostile-absolute", vec![(t, T::Regular, b"escaped", None)]),
+        (
+            "hostile-symlink",
+            vec![
+                ("escape", T::Symlink, b"", Some("/tmp")),
+                ("escape/berth-hostile-escape", T::Regular, b"escaped", None),
+            ],
+        ),
+        (
+            "hostile-hardlink",
+            vec![(
+                "passwd-link",
+                T::Link,
+                b"",
+                Some("../../../../../../../etc/passwd"),
+            )],
+        ),
+        (
+            "hostile-whiteout",
+            vec![("etc/.wh...", T::Regular, b"", None)],
+        ),
+    ];
+    let mut built = Vec::new();
+    for (name, entries) in cases {
+        let layer = layer::build_raw(&entries)?;
+        built.push(single(
+            out,
+            name,
+            base,
+            &[layer],
+            json!({"Env": [PATH_ENV], "Cmd": ["sh"]}),
+        )?);
+    }
     Ok(built)
 }
 
@@ -241,5 +292,63 @@ fn multiarch(out: &Path, base: &Blob) -> Result<Built> {
         name: "multiarch",
         tag: "latest",
         digest: top.digest,
+    })
+}
+
+/// A large image for pull tests and benchmarks: `layers` layers of `mb` MiB in all,
+/// each a few files of deterministic pseudo-random data that compresses about 3:1,
+/// like typical binaries and libraries.
+pub fn big(out: &Path, name: &'static str, mb: usize, layers: usize) -> Result<Built> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let per_layer = (mb << 20) / layers.max(1);
+    let mut blobs = Vec::new();
+    for l in 0..layers {
+        let mut entries = vec![Entry::dir("data", 0o755)];
+        let files = 4;
+        for f in 0..files {
+            let mut data = vec![0u8; per_layer / files];
+            for chunk in data.chunks_mut(64) {
+                // Half of each 64-byte run random, half a repeat of it.
+                let r = next().to_le_bytes();
+                let r2 = next().to_le_bytes();
+                for (i, b) in chunk.iter_mut().enumerate() {
+                    *b = match i % 32 {
+                        0..8 => r[i % 8],
+                        8..16 => r2[i % 8],
+                        _ => r[i % 8],
+                    };
+                }
+            }
+            entries.push(Entry::file(
+                &format!("data/layer{l}-file{f}.bin"),
+                0o644,
+                data,
+            ));
+        }
+        blobs.push(layer::build(&entries)?);
+    }
+    let layout = Layout::create(&out.join(name))?;
+    let config = layout::image_config(
+        "amd64",
+        json!({"Env": [PATH_ENV], "Cmd": ["sh"]}),
+        &blobs,
+        "berth-testimages --big",
+    );
+    let manifest = layout.put_image(&blobs, &config)?;
+    layout.finish(
+        &manifest,
+        "latest",
+        Some(json!({"architecture": "amd64", "os": "linux"})),
+    )?;
+    Ok(Built {
+        name,
+        tag: "latest",
+        digest: manifest.digest,
     })
 }

@@ -164,3 +164,38 @@ fn append(builder: &mut tar::Builder<Vec<u8>>, e: &Entry) -> Result<()> {
     }
     Ok(())
 }
+
+/// A layer written with raw tar headers, bypassing the checks of the tar crate's
+/// builder: for the hostile fixtures, whose names an honest writer refuses.
+/// A raw tar entry: (name, type, content, link target).
+pub type RawEntry<'a> = (&'a str, tar::EntryType, &'a [u8], Option<&'a str>);
+
+pub fn build_raw(entries: &[RawEntry]) -> Result<Blob> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, kind, data, link) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*kind);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        h.set_mtime(EPOCH);
+        let name = &mut h.as_old_mut().name;
+        name[..path.len()].copy_from_slice(path.as_bytes());
+        if let Some(l) = link {
+            h.as_old_mut().linkname[..l.len()].copy_from_slice(l.as_bytes());
+        }
+        h.set_cksum();
+        b.append(&h, *data)?;
+    }
+    let tar_bytes = b.into_inner()?;
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .operating_system(3)
+        .write(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar_bytes)?;
+    let gz = gz.finish()?;
+    Ok(Blob {
+        digest: sha256(&gz),
+        diff_id: sha256(&tar_bytes),
+        gz,
+    })
+}

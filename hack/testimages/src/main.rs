@@ -1,7 +1,8 @@
 //! berth-testimages: builds berth's test images from local material (busybox-static)
 //! as OCI image layouts whose digests are the same on every build.
 //!
-//! Usage: `berth-testimages [--busybox PATH] --out DIR`
+//! Usage: `berth-testimages [--busybox PATH] --out DIR`, or
+//! `berth-testimages --big MB:LAYERS --out DIR` for one large image named `big`.
 //! Writes `DIR/<name>/` (an OCI layout tagged `latest`) per image and
 //! `DIR/digests.tsv` (`name<TAB>tag<TAB>digest`), which the tests compare against
 //! what the registry serves.
@@ -16,11 +17,13 @@ use std::path::PathBuf;
 fn main() -> Result<()> {
     let mut busybox = PathBuf::from("/bin/busybox");
     let mut out = None;
+    let mut big = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--busybox" => busybox = args.next().context("--busybox needs a path")?.into(),
             "--out" => out = Some(PathBuf::from(args.next().context("--out needs a dir")?)),
+            "--big" => big = Some(args.next().context("--big needs MB:LAYERS")?),
             other => bail!(
                 "unknown argument {other:?}; usage: berth-testimages [--busybox PATH] --out DIR"
             ),
@@ -28,7 +31,13 @@ fn main() -> Result<()> {
     }
     let out = out.context("usage: berth-testimages [--busybox PATH] --out DIR")?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let built = images::build_all(&busybox, &out)?;
+    let built = match big {
+        Some(spec) => {
+            let (mb, layers) = spec.split_once(':').context("--big MB:LAYERS")?;
+            vec![images::big(&out, "big", mb.parse()?, layers.parse()?)?]
+        }
+        None => images::build_all(&busybox, &out)?,
+    };
     let mut tsv = String::new();
     for b in &built {
         tsv.push_str(&format!("{}\t{}\t{}\n", b.name, b.tag, b.digest));
@@ -59,7 +68,7 @@ mod tests {
         let second = images::build_all(busybox(), b.path()).unwrap();
         let digests = |v: &[images::Built]| v.iter().map(|x| x.digest.clone()).collect::<Vec<_>>();
         assert_eq!(digests(&first), digests(&second));
-        assert_eq!(first.len(), 6);
+        assert_eq!(first.len(), 11);
     }
 
     #[test]
