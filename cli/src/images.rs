@@ -127,6 +127,10 @@ pub fn pull(
 pub fn list(config: StoreConfig, quiet: bool) -> Result<(), String> {
     let store = open(config)?;
     let images = store.list().map_err(|e| e.to_string())?;
+    if std::env::var_os("BERTH_SHOW_USAGE").is_some() {
+        let (bytes, inodes) = store.usage().map_err(|e| e.to_string())?;
+        eprintln!("store usage: {bytes} bytes, {inodes} inodes");
+    }
     if quiet {
         for i in &images {
             println!("{}", short(&i.id));

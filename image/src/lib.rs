@@ -60,6 +60,30 @@ impl StoreConfig {
     }
 }
 
+/// The user an image runs as, split as the CRI's ImageStatus wants it: a numeric
+/// USER (`1000`, `1000:1000`) gives `uid`, a name (`nginx`, `nginx:web`) gives
+/// `username`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ImageUser {
+    pub uid: Option<i64>,
+    pub username: String,
+}
+
+pub fn image_user(config: &serde_json::Value) -> ImageUser {
+    let user = config["config"]["User"].as_str().unwrap_or_default();
+    let name = user.split(':').next().unwrap_or_default();
+    match name.parse::<i64>() {
+        Ok(uid) => ImageUser {
+            uid: Some(uid),
+            username: String::new(),
+        },
+        Err(_) => ImageUser {
+            uid: None,
+            username: name.to_string(),
+        },
+    }
+}
+
 /// What garbage collection freed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Collected {
@@ -144,23 +168,32 @@ impl ImageStore {
         Ok(out)
     }
 
-    /// Bytes and inodes used by the store's filesystem (for the CRI's ImageFsInfo).
-    pub fn fs_usage(&self) -> Result<(u64, u64)> {
-        let c = std::ffi::CString::new(self.config.root.as_os_str().as_encoded_bytes())
-            .unwrap_or_default();
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        // SAFETY: statvfs with a valid path and out pointer.
-        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } == -1 {
-            return Err(ImageError::io(
-                "statvfs",
-                &self.config.root,
-                std::io::Error::last_os_error(),
-            ));
+    /// Bytes and inodes the store uses for blobs and snapshots (for the CRI's
+    /// ImageFsInfo); a hard-linked file counts once.
+    pub fn usage(&self) -> Result<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let mut seen = std::collections::HashSet::new();
+        let (mut bytes, mut inodes) = (0u64, 0u64);
+        let mut stack = vec![
+            self.config.root.join("content"),
+            self.config.root.join("snapshots"),
+        ];
+        while let Some(dir) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let Ok(m) = e.metadata() else { continue };
+                if m.is_dir() {
+                    stack.push(e.path());
+                }
+                if seen.insert((m.dev(), m.ino())) {
+                    bytes += m.blocks() * 512;
+                    inodes += 1;
+                }
+            }
         }
-        Ok((
-            (st.f_blocks - st.f_bfree) * st.f_frsize,
-            st.f_files - st.f_ffree,
-        ))
+        Ok((bytes, inodes))
     }
 
     fn unpack_limit(&self) -> u64 {
@@ -190,5 +223,44 @@ impl ImageStore {
     ) -> Result<snapshot::RootfsKind> {
         self.snapshots
             .mount_rootfs(&rec.chain_ids, upper, work, target)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_split_for_the_cri() {
+        let u = |s: &str| image_user(&serde_json::json!({"config": {"User": s}}));
+        assert_eq!(
+            u("1000"),
+            ImageUser {
+                uid: Some(1000),
+                username: String::new()
+            }
+        );
+        assert_eq!(
+            u("1000:50"),
+            ImageUser {
+                uid: Some(1000),
+                username: String::new()
+            }
+        );
+        assert_eq!(
+            u("nginx:web"),
+            ImageUser {
+                uid: None,
+                username: "nginx".into()
+            }
+        );
+        assert_eq!(
+            u(""),
+            ImageUser {
+                uid: None,
+                username: String::new()
+            }
+        );
+        assert_eq!(image_user(&serde_json::json!({})), ImageUser::default());
     }
 }

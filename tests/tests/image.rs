@@ -495,3 +495,43 @@ fn killed_pull_is_finished_by_the_next_one() {
             .any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".tmp"))
     );
 }
+
+#[test]
+fn many_layers_mount_and_usage_counts_the_store() {
+    require_root();
+    let reg = TestRegistry::start(5014, None);
+    let layouts = tempfile::tempdir().unwrap();
+    // 80 layers: more lower directories than one overlay mount option string holds.
+    let out = std::process::Command::new(bin("berth-testimages"))
+        .args(["--big", "1:80", "--out"])
+        .arg(layouts.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    reg.push(&layouts.path().join("big"), "many", None);
+    let root = tempfile::tempdir().unwrap();
+    let image = format!("{}/library/many:latest", reg.addr);
+    ok(&berth(root.path(), &["pull", "-q", &image]));
+    with_rootfs(root.path(), &image, root.path(), |fs| {
+        assert!(fs.join("data/layer0-file0.bin").exists(), "bottom layer");
+        assert!(fs.join("data/layer79-file3.bin").exists(), "top layer");
+    });
+    let out = std::process::Command::new(bin("berth"))
+        .arg("--root")
+        .arg(root.path())
+        .arg("images")
+        .env("BERTH_SHOW_USAGE", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    let bytes: u64 = text
+        .split_whitespace()
+        .nth(2)
+        .and_then(|b| b.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(bytes > 1 << 20, "the layers are counted: {text}");
+}
