@@ -33,18 +33,6 @@ fn ns_file(t: LinuxNamespaceType) -> &'static str {
     }
 }
 
-/// The order namespaces are entered: user first, mount after the others.
-const ORDER: [LinuxNamespaceType; 8] = [
-    LinuxNamespaceType::User,
-    LinuxNamespaceType::Ipc,
-    LinuxNamespaceType::Uts,
-    LinuxNamespaceType::Network,
-    LinuxNamespaceType::Pid,
-    LinuxNamespaceType::Time,
-    LinuxNamespaceType::Mount,
-    LinuxNamespaceType::Cgroup,
-];
-
 /// Runs the process; returns the exit code to leave with (0 when detached).
 pub fn exec(root: &Root, opts: ExecOpts) -> Result<i32> {
     let rec = root.load(opts.id)?;
@@ -67,7 +55,10 @@ pub fn exec(root: &Root, opts: ExecOpts) -> Result<i32> {
         .map(|n| n.typ())
         .collect();
     let mut ns_fds = Vec::new();
-    for t in ORDER.into_iter().filter(|t| types.contains(t)) {
+    for t in namespaces::JOIN_ORDER
+        .into_iter()
+        .filter(|t| types.contains(t))
+    {
         let path = format!("/proc/{}/ns/{}", rec.pid, ns_file(t));
         ns_fds.push((t, namespaces::open_ns(t, Path::new(&path))?));
     }

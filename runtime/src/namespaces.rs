@@ -8,7 +8,7 @@ use std::path::PathBuf;
 /// The namespace types, in the order they are joined: the user namespace first
 /// (it decides what the others may do), the mount namespace last but one so that
 /// paths of the others are still reachable, cgroup last.
-const JOIN_ORDER: [LinuxNamespaceType; 8] = [
+pub const JOIN_ORDER: [LinuxNamespaceType; 8] = [
     LinuxNamespaceType::User,
     LinuxNamespaceType::Ipc,
     LinuxNamespaceType::Uts,

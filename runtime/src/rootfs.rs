@@ -531,46 +531,52 @@ pub fn finish_root(propagation: Option<&str>, readonly: bool) -> Result<()> {
     Ok(())
 }
 
-/// Hides paths from the container: a file is covered with /dev/null, a directory
-/// with an empty read-only tmpfs. Missing paths are skipped.
-pub fn mask_paths(paths: &[String]) -> Result<()> {
+/// Calls `f` with an O_PATH fd of each of `paths` that exists, resolved inside the
+/// new root; a missing path is skipped, as runc does.
+fn for_each_existing(
+    paths: &[String],
+    what: &'static str,
+    mut f: impl FnMut(&OwnedFd, &str) -> Result<()>,
+) -> Result<()> {
     let root = sys::open(Path::new("/"), libc::O_PATH | libc::O_DIRECTORY)
         .map_err(|e| Error::path("opening", "/", e))?;
     for p in paths {
-        let fd = match sys::open_in_root(root.as_raw_fd(), Path::new(p), libc::O_PATH, 0) {
-            Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-            Err(e) => return Err(Error::path("masking", p, e)),
-        };
+        match sys::open_in_root(root.as_raw_fd(), Path::new(p), libc::O_PATH, 0) {
+            Ok(fd) => f(&fd, p)?,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(Error::path(what, p, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Hides paths from the container: a file is covered with /dev/null, a directory
+/// with an empty read-only tmpfs.
+pub fn mask_paths(paths: &[String]) -> Result<()> {
+    for_each_existing(paths, "masking", |fd, p| {
         let is_dir = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
             .is_ok_and(|m| m.is_dir());
         let r = if is_dir {
             sys::mount_c(
                 Some(c"tmpfs"),
-                &fd_path(&fd),
+                &fd_path(fd),
                 Some(c"tmpfs"),
                 libc::MS_RDONLY,
                 None,
             )
         } else {
-            sys::mount_c(Some(c"/dev/null"), &fd_path(&fd), None, libc::MS_BIND, None)
+            sys::mount_c(Some(c"/dev/null"), &fd_path(fd), None, libc::MS_BIND, None)
         };
-        r.map_err(|e| Error::path("masking", p, e))?;
-    }
-    Ok(())
+        r.map_err(|e| Error::path("masking", p, e))
+    })
 }
 
 /// Makes paths read-only (a bind mount of each onto itself, remounted ro).
 pub fn readonly_paths(paths: &[String]) -> Result<()> {
     let root = sys::open(Path::new("/"), libc::O_PATH | libc::O_DIRECTORY)
         .map_err(|e| Error::path("opening", "/", e))?;
-    for p in paths {
-        let fd = match sys::open_in_root(root.as_raw_fd(), Path::new(p), libc::O_PATH, 0) {
-            Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-            Err(e) => return Err(Error::path("making read-only", p, e)),
-        };
-        let path = fd_path(&fd);
+    for_each_existing(paths, "making read-only", |fd, p| {
+        let path = fd_path(fd);
         sys::mount_c(Some(&path), &path, None, libc::MS_BIND | libc::MS_REC, None)
             .map_err(|e| Error::path("making read-only", p, e))?;
         let mounted = sys::open_in_root(root.as_raw_fd(), Path::new(p), libc::O_PATH, 0)
@@ -579,7 +585,6 @@ pub fn readonly_paths(paths: &[String]) -> Result<()> {
             &fd_path(&mounted),
             libc::MS_RDONLY | libc::MS_REC,
             Path::new(p),
-        )?;
-    }
-    Ok(())
+        )
+    })
 }

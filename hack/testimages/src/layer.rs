@@ -106,7 +106,11 @@ pub fn build(entries: &[Entry]) -> Result<Blob> {
     for e in sorted {
         append(&mut builder, e).with_context(|| format!("layer entry {}", e.path))?;
     }
-    let tar_bytes = builder.into_inner()?;
+    compress(builder.into_inner()?)
+}
+
+/// Gzips a tar with a zero mtime in the header, and computes both digests.
+fn compress(tar_bytes: Vec<u8>) -> Result<Blob> {
     let mut gz = flate2::GzBuilder::new()
         .mtime(0)
         .operating_system(3)
@@ -186,16 +190,5 @@ pub fn build_raw(entries: &[RawEntry]) -> Result<Blob> {
         h.set_cksum();
         b.append(&h, *data)?;
     }
-    let tar_bytes = b.into_inner()?;
-    let mut gz = flate2::GzBuilder::new()
-        .mtime(0)
-        .operating_system(3)
-        .write(Vec::new(), flate2::Compression::default());
-    gz.write_all(&tar_bytes)?;
-    let gz = gz.finish()?;
-    Ok(Blob {
-        digest: sha256(&gz),
-        diff_id: sha256(&tar_bytes),
-        gz,
-    })
+    compress(b.into_inner()?)
 }
