@@ -1,11 +1,18 @@
 //! The CRI container log format that kubelet and `crictl logs` read:
-//! `<RFC3339Nano timestamp> <stream> <P|F> <content>\n`.
+//! `<RFC3339Nano timestamp> <stream> <P|F> <content>\n`. A line longer than the
+//! buffer (16 KiB) is split into `P` (partial) records ending with an `F` one; a
+//! last line without a newline is written as `F` when the stream ends.
 
+use std::fs::File;
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+/// The longest content of one record, as conmon and containerd split lines.
+pub const MAX_LINE: usize = 16 * 1024;
 
 /// Which of the container's output streams a line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(dead_code)] // Used by the log writer the shim issue adds.
 pub enum Stream {
     Stdout,
     Stderr,
@@ -21,7 +28,6 @@ impl Stream {
 }
 
 /// Formats a UTC time as RFC 3339 with nanoseconds, e.g. `2016-10-06T00:17:09.669794202Z`.
-#[allow(dead_code)]
 pub fn format_timestamp(secs: i64, nanos: u32, out: &mut [u8; 30]) {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
@@ -33,6 +39,17 @@ pub fn format_timestamp(secs: i64, nanos: u32, out: &mut [u8; 30]) {
         w,
         "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{nanos:09}Z"
     );
+}
+
+/// Now, formatted.
+pub fn now(out: &mut [u8; 30]) {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime with a valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    format_timestamp(ts.tv_sec, ts.tv_nsec as u32, out);
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -49,22 +66,105 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// Writes one log record. `partial` marks a line split at the buffer limit (`P`);
-/// a complete line is tagged `F`. `content` must not contain the newline.
-#[allow(dead_code)]
-pub fn write_record(
-    out: &mut impl Write,
-    timestamp: &[u8; 30],
-    stream: Stream,
-    partial: bool,
-    content: &[u8],
-) -> io::Result<()> {
-    out.write_all(timestamp)?;
-    out.write_all(b" ")?;
-    out.write_all(stream.name())?;
-    out.write_all(if partial { b" P " } else { b" F " })?;
-    out.write_all(content)?;
-    out.write_all(b"\n")
+/// Writes one record into `out` (cleared first): one write(2) per record.
+fn record(out: &mut Vec<u8>, stream: Stream, partial: bool, content: &[u8]) {
+    let mut ts = [0u8; 30];
+    now(&mut ts);
+    out.clear();
+    out.extend_from_slice(&ts);
+    out.push(b' ');
+    out.extend_from_slice(stream.name());
+    out.extend_from_slice(if partial { b" P " } else { b" F " });
+    out.extend_from_slice(content);
+    out.push(b'\n');
+}
+
+/// A container's log file, fed with the raw output of both streams. The buffers
+/// are allocated once; the copy path allocates nothing.
+pub struct LogWriter {
+    path: Option<PathBuf>,
+    file: Option<File>,
+    pending: [Vec<u8>; 2],
+    scratch: Vec<u8>,
+}
+
+impl LogWriter {
+    /// `path` None: output is still framed (for attach) but not written.
+    pub fn open(path: Option<PathBuf>) -> io::Result<LogWriter> {
+        let file = path.as_ref().map(|p| open_log(p)).transpose()?;
+        Ok(LogWriter {
+            path,
+            file,
+            pending: [Vec::with_capacity(MAX_LINE), Vec::with_capacity(MAX_LINE)],
+            scratch: Vec::with_capacity(MAX_LINE + 64),
+        })
+    }
+
+    fn emit(&mut self, stream: Stream, partial: bool, idx: usize, extra: &[u8]) -> io::Result<()> {
+        let Some(f) = &mut self.file else {
+            return Ok(());
+        };
+        let mut content = std::mem::take(&mut self.pending[idx]);
+        content.extend_from_slice(extra);
+        record(&mut self.scratch, stream, partial, &content);
+        content.clear();
+        self.pending[idx] = content;
+        f.write_all(&self.scratch)
+    }
+
+    /// Adds output of `stream`; complete lines become `F` records, a line reaching
+    /// MAX_LINE without a newline becomes a `P` record.
+    pub fn feed(&mut self, stream: Stream, mut data: &[u8]) -> io::Result<()> {
+        let idx = stream as usize;
+        while !data.is_empty() {
+            let room = MAX_LINE - self.pending[idx].len();
+            match data.iter().take(room).position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.emit(stream, false, idx, &data[..i])?;
+                    data = &data[i + 1..];
+                }
+                None if data.len() >= room => {
+                    self.emit(stream, true, idx, &data[..room])?;
+                    data = &data[room..];
+                }
+                None => {
+                    self.pending[idx].extend_from_slice(data);
+                    data = &[];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The stream ended: a last line without a newline is written as `F`.
+    pub fn finish(&mut self, stream: Stream) -> io::Result<()> {
+        let idx = stream as usize;
+        if self.pending[idx].is_empty() {
+            return Ok(());
+        }
+        self.emit(stream, false, idx, &[])
+    }
+
+    /// Reopens the file at its path (after kubelet renamed it for rotation). Lines
+    /// not yet complete stay buffered and go to the new file.
+    pub fn reopen(&mut self) -> io::Result<()> {
+        if let Some(p) = &self.path {
+            self.file = Some(open_log(p)?);
+        }
+        Ok(())
+    }
+}
+
+fn open_log(p: &std::path::Path) -> io::Result<File> {
+    if let Some(dir) = p.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(p)
 }
 
 #[cfg(test)]
@@ -78,22 +178,72 @@ mod tests {
         assert_eq!(&buf, b"2016-10-06T00:17:09.669794202Z");
         format_timestamp(0, 0, &mut buf);
         assert_eq!(&buf, b"1970-01-01T00:00:00.000000000Z");
-        // A leap day.
         format_timestamp(951_782_400, 1, &mut buf);
         assert_eq!(&buf, b"2000-02-29T00:00:00.000000001Z");
     }
 
+    fn records(path: &std::path::Path) -> Vec<(String, String, String)> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut p = l.splitn(4, ' ');
+                let ts = p.next().unwrap();
+                assert_eq!(ts.len(), 30, "{ts}");
+                assert!(ts.ends_with('Z'));
+                (
+                    p.next().unwrap().to_string(),
+                    p.next().unwrap().to_string(),
+                    p.next().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
     #[test]
-    fn records_are_tagged_full_or_partial() {
-        let mut ts = [0u8; 30];
-        format_timestamp(1_475_713_029, 669_794_202, &mut ts);
-        let mut out = Vec::new();
-        write_record(&mut out, &ts, Stream::Stdout, false, b"hello").unwrap();
-        write_record(&mut out, &ts, Stream::Stderr, true, b"part").unwrap();
+    fn lines_partials_and_the_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let mut w = LogWriter::open(Some(path.clone())).unwrap();
+        w.feed(Stream::Stdout, b"one\ntw").unwrap();
+        w.feed(Stream::Stderr, b"err\n").unwrap();
+        w.feed(Stream::Stdout, b"o\n").unwrap();
+        let long = vec![b'a'; MAX_LINE * 2 + 10];
+        w.feed(Stream::Stdout, &long).unwrap();
+        w.feed(Stream::Stdout, b"\nlast").unwrap();
+        w.finish(Stream::Stdout).unwrap();
+        w.finish(Stream::Stderr).unwrap();
+        let r = records(&path);
+        let got: Vec<(&str, &str, usize)> = r
+            .iter()
+            .map(|(s, t, c)| (s.as_str(), t.as_str(), c.len()))
+            .collect();
         assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "2016-10-06T00:17:09.669794202Z stdout F hello\n\
-             2016-10-06T00:17:09.669794202Z stderr P part\n"
+            got,
+            vec![
+                ("stdout", "F", 3),
+                ("stderr", "F", 3),
+                ("stdout", "F", 3),
+                ("stdout", "P", MAX_LINE),
+                ("stdout", "P", MAX_LINE),
+                ("stdout", "F", 10),
+                ("stdout", "F", 4)
+            ]
         );
+        assert_eq!(r[2].2, "two");
+        assert_eq!(r[6].2, "last");
+    }
+
+    #[test]
+    fn reopen_keeps_the_pending_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let mut w = LogWriter::open(Some(path.clone())).unwrap();
+        w.feed(Stream::Stdout, b"a\nhal").unwrap();
+        std::fs::rename(&path, dir.path().join("c.log.1")).unwrap();
+        w.reopen().unwrap();
+        w.feed(Stream::Stdout, b"f\n").unwrap();
+        assert_eq!(records(&dir.path().join("c.log.1"))[0].2, "a");
+        assert_eq!(records(&path)[0].2, "half");
     }
 }
