@@ -359,3 +359,47 @@ fn shim_outlives_its_starter_and_reports_runtime_errors() {
         "the runtime's error reaches the starter: {err}"
     );
 }
+
+#[test]
+fn exec_through_a_shim_of_its_own() {
+    let c = Shimmed::new("shimexecbase", &["sleep", "60"]);
+    c.start(&[]);
+    let exec_state = c.dir.path().join("exec-state");
+    let process = c.dir.path().join("process.json");
+    let p = serde_json::json!({"args": ["sh", "-c", "echo from exec; echo oops >&2; exit 6"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin:/usr/bin"]});
+    std::fs::write(&process, p.to_string()).unwrap();
+    let log = c.dir.path().join("logs/exec.log");
+    let out = std::process::Command::new(bin("berth-shim"))
+        .args(["--id", &c.id, "--exec-process", process.to_str().unwrap()])
+        .arg("--state-dir")
+        .arg(&exec_state)
+        .arg("--runtime")
+        .arg(bin("berth-runtime"))
+        .arg("--runtime-root")
+        .arg(c.dir.path().join("rt"))
+        .arg("--log-path")
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !exec_state.join("exit").exists() {
+        assert!(Instant::now() < deadline, "exec never exited");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let exit: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(exec_state.join("exit")).unwrap()).unwrap();
+    assert_eq!(exit["exit_code"], 6);
+    let r = records(&log);
+    assert!(
+        r.iter().any(|x| x.0 == "stdout" && x.2 == "from exec"),
+        "{r:?}"
+    );
+    assert!(r.iter().any(|x| x.0 == "stderr" && x.2 == "oops"), "{r:?}");
+    // The container itself is untouched.
+    assert!(c.control("ping\n").starts_with("ok "));
+}
