@@ -4,6 +4,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Calls berthd does not implement yet answer Unimplemented on their own.
+        .generate_default_stubs(true)
         .compile_protos(&["proto/api.proto"], &["proto"])?;
     Ok(())
 }

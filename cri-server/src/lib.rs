@@ -1,9 +1,17 @@
 //! berth-cri: the CRI server behind `berthd`.
 //!
-//! The cri-server issue grows this crate one module per concern: `config` (one typed
-//! struct, defaults in code), `store` (pods and containers, written atomically),
-//! `sandbox` and `container` (one file per CRI call), `cni`, `streaming`, `recovery`,
-//! and `status` (the single place where typed errors become gRPC codes).
+//! - `config`: one typed struct, defaults in code, `berthd config default`
+//! - `server`: the root-only unix socket, tonic services, shutdown
+//! - `image_service`: the CRI ImageService over berth-image
+//! - `runtime_service`: the CRI RuntimeService (Version, Status, RuntimeConfig so
+//!   far; pods and containers are the rest of the cri-server issue)
+//! - `status`: the one place where typed errors become gRPC codes
+
+pub mod config;
+pub mod image_service;
+pub mod runtime_service;
+pub mod server;
+pub mod status;
 
 pub use berth_proto::CRI_API_VERSION;
 

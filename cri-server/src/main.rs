@@ -1,15 +1,86 @@
 //! berthd: serves the CRI on a unix socket for kubelet, crictl and critest.
 
+use berth_cri::config::Config;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "berthd", version, about = "The berth CRI server")]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, default_value = "/etc/berth/berth.toml")]
+    config: PathBuf,
+    /// The CRI socket (overrides the config file).
+    #[arg(long)]
+    listen: Option<PathBuf>,
+    /// Durable state directory (overrides the config file).
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// Volatile state directory (overrides the config file).
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        what: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print every key with its default value (TOML).
+    Default,
+}
+
 fn main() {
-    match std::env::args().nth(1).as_deref() {
-        Some("--version") | Some("version") => println!(
-            "berthd {} (CRI {})",
-            env!("CARGO_PKG_VERSION"),
-            berth_cri::CRI_API_VERSION
-        ),
-        _ => {
-            eprintln!("berthd: the CRI server is not built yet (see the cri-server issue)");
+    let cli = Cli::parse();
+    if let Some(Command::Config {
+        what: ConfigCommand::Default,
+    }) = cli.command
+    {
+        print!("{}", Config::default().to_toml());
+        return;
+    }
+    let explicit = cli.config != std::path::Path::new("/etc/berth/berth.toml");
+    let mut config = match Config::load(&cli.config, explicit) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berthd: {e}");
             std::process::exit(2);
         }
+    };
+    if let Some(l) = cli.listen {
+        config.listen = l;
+    }
+    if let Some(r) = cli.root {
+        config.root = r;
+    }
+    if let Some(s) = cli.state {
+        config.state = s;
+    }
+    if let Some(l) = cli.log_level {
+        config.log_level = l;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_level))
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if let Err(e) = rt.block_on(berth_cri::server::serve(config)) {
+        eprintln!("berthd: {e:#}");
+        std::process::exit(1);
     }
 }

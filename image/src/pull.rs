@@ -279,13 +279,29 @@ impl ImageStore {
         );
 
         let limit = self.unpack_limit();
-        let jobs = layers
+        // Owned per-layer data: the futures must not borrow the closure's argument,
+        // so that the whole pull stays Send for the gRPC server.
+        let work: Vec<(usize, String, String, u64, String, String)> = layers
             .iter()
             .enumerate()
-            .map(|(i, (digest, media_type, size))| {
-                let (client, oref, diff_id, chain_id) =
-                    (&client, &oref, diff_ids[i].clone(), chain_ids[i].clone());
+            .map(|(i, (d, m, sz))| {
+                (
+                    i,
+                    d.clone(),
+                    m.clone(),
+                    *sz,
+                    diff_ids[i].clone(),
+                    chain_ids[i].clone(),
+                )
+            })
+            .collect();
+        let (client_ref, oref_ref) = (&client, &oref);
+        let jobs = work
+            .into_iter()
+            .map(|(i, digest, media_type, size, diff_id, chain_id)| {
+                let (client, oref) = (client_ref, oref_ref);
                 async move {
+                    let (digest, media_type, size) = (&digest, &media_type, &size);
                     if self.snapshots.exists(&chain_id) {
                         self.emit(
                             opts,
@@ -658,6 +674,7 @@ fn select_platform(image: &str, index: &Value) -> Result<String> {
 fn map_err(image: &str, host: &str, e: oci_client::errors::OciDistributionError) -> ImageError {
     use oci_client::errors::OciDistributionError as E;
     let text = e.to_string();
+    let lower = text.to_lowercase();
     let mut chain = String::new();
     let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&e);
     while let Some(s) = src {
@@ -678,8 +695,10 @@ fn map_err(image: &str, host: &str, e: oci_client::errors::OciDistributionError)
             host: host.into(),
             msg: format!("{text}{chain}"),
         },
-        _ if text.contains("MANIFEST_UNKNOWN")
-            || text.contains("NAME_UNKNOWN")
+        _ if lower.contains("manifest unknown")
+            || lower.contains("manifest_unknown")
+            || lower.contains("name unknown")
+            || lower.contains("name_unknown")
             || text.contains(" 404") =>
         {
             ImageError::ManifestUnknown {
@@ -687,8 +706,8 @@ fn map_err(image: &str, host: &str, e: oci_client::errors::OciDistributionError)
                 host: host.into(),
             }
         }
-        _ if text.contains("UNAUTHORIZED")
-            || text.contains("Not authorized")
+        _ if lower.contains("unauthorized")
+            || lower.contains("not authorized")
             || text.contains("401") =>
         {
             ImageError::Unauthorized {

@@ -1,0 +1,28 @@
+//! The one place where typed errors become gRPC statuses.
+
+use berth_image::ImageError;
+use tonic::Status;
+
+pub fn image(e: ImageError) -> Status {
+    let msg = e.to_string();
+    match e {
+        ImageError::Reference(_)
+        | ImageError::Unsupported { .. }
+        | ImageError::NoPlatform { .. } => Status::invalid_argument(msg),
+        ImageError::NotFound(_) | ImageError::ManifestUnknown { .. } => Status::not_found(msg),
+        ImageError::Unauthorized { .. } => Status::unauthenticated(msg),
+        ImageError::Unreachable { .. } => Status::unavailable(msg),
+        ImageError::Ambiguous { .. } => Status::failed_precondition(msg),
+        ImageError::DigestMismatch { .. }
+        | ImageError::Unpack { .. }
+        | ImageError::TooLarge { .. } => Status::data_loss(msg),
+        ImageError::Registry { .. } | ImageError::Io { .. } | ImageError::Invalid { .. } => {
+            Status::internal(msg)
+        }
+    }
+}
+
+/// A blocking task that panicked or was cancelled.
+pub fn join(e: tokio::task::JoinError) -> Status {
+    Status::internal(format!("internal task failed: {e}"))
+}
