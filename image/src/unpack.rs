@@ -75,9 +75,7 @@ fn components(layer: &str, raw: &Path) -> Result<Vec<std::ffi::OsString>> {
 /// Opens (creating when missing) each directory of `dirs` below `root`, never
 /// following a symlink.
 fn open_dirs(root: &OwnedFd, dirs: &[std::ffi::OsString], create: bool) -> io::Result<OwnedFd> {
-    // SAFETY: dup of a valid fd.
-    let mut cur =
-        unsafe { OwnedFd::from_raw_fd(libc::fcntl(root.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3)) };
+    let mut cur = root.try_clone()?;
     for d in dirs {
         let name = cstr(d);
         let flags = libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_RDONLY | libc::O_CLOEXEC;

@@ -179,21 +179,17 @@ fn setup(opts: &Options, sigfd: OwnedFd) -> Result<Monitor, String> {
         .and_then(|s| s.trim().parse().ok())
         .ok_or("the runtime wrote no pid file")?;
     if let Some(m) = &master {
-        // SAFETY: dup of the master for a second handle (stdin and resize).
-        let dup = unsafe { libc::fcntl(m.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
-        stdin_w = (dup >= 0).then(|| unsafe { OwnedFd::from_raw_fd(dup) });
+        // A second handle to the master: stdin goes in through it.
+        stdin_w = m.try_clone().ok();
     }
     for fd in out_r.iter().chain(err_r.iter()).chain(master.iter()) {
         sys::set_nonblocking(fd);
     }
     let (out, master_handle) = match master {
         Some(m) => {
-            // SAFETY: another handle to the master for resize requests.
-            let d = unsafe { libc::fcntl(m.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
-            (
-                Some(m),
-                (d >= 0).then(|| unsafe { OwnedFd::from_raw_fd(d) }),
-            )
+            // Another handle to the master, for resize requests.
+            let resize = m.try_clone().ok();
+            (Some(m), resize)
         }
         None => (out_r, None),
     };
