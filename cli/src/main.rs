@@ -5,6 +5,7 @@
 //! `ps`, `logs`, `exec`, `stop` and `rm`.
 
 mod images;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -61,12 +62,25 @@ enum Command {
         dir: PathBuf,
         target: PathBuf,
     },
+    /// Run a container in the foreground; exits with its exit code.
+    Run(run::RunArgs),
     /// Print berth's version.
     Version,
 }
 
 fn main() {
     let cli = Cli::parse();
+    if let Command::Run(args) = cli.command {
+        // docker's convention: 125 when berth itself fails, else the container's code.
+        let code = match run::run(&cli.root, &cli.mirrors, &cli.insecure, args) {
+            Ok(c) => c,
+            Err(run::Failed(e)) => {
+                eprintln!("berth: {e}");
+                125
+            }
+        };
+        std::process::exit(code);
+    }
     let code = match run(cli) {
         Ok(()) => 0,
         Err(e) => {
@@ -93,5 +107,6 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Rmi { images } => images::remove(config, &images),
         Command::Inspect { image } => images::inspect(config, &image),
         Command::Mount { image, dir, target } => images::mount(config, &image, &dir, &target),
+        Command::Run(_) => unreachable!("handled in main"),
     }
 }

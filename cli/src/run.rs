@@ -1,0 +1,331 @@
+//! `berth run`: an image's container in the foreground, with no daemon. The image
+//! comes from the shared store (pulled per `--pull`), the rootfs is an overlay of
+//! its snapshots, the bundle is written from the image's config and the flags, and
+//! `berth-runtime run` runs it with this terminal's stdio. Exit codes follow
+//! docker: the container's own, or 125 when berth itself fails.
+
+use crate::images::store_config;
+use berth_image::{ImageStore, PullOptions};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// KEY=VALUE (repeatable).
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// UID[:GID] (numbers).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// always, missing or never.
+    #[arg(long, default_value = "missing")]
+    pub pull: String,
+    #[arg(long)]
+    pub read_only: bool,
+    /// none (a private network namespace with loopback) or host.
+    #[arg(long, default_value = "none")]
+    pub network: String,
+    pub image: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// A berth failure, not the container's: docker's 125.
+pub struct Failed(pub String);
+
+pub fn run(
+    root: &Path,
+    mirrors: &[String],
+    insecure: &[String],
+    a: RunArgs,
+) -> Result<i32, Failed> {
+    let fail = |m: String| Failed(m);
+    let store = ImageStore::open(store_config(root, mirrors, insecure).map_err(fail)?)
+        .map_err(|e| fail(e.to_string()))?;
+    let rec = match (a.pull.as_str(), store.get(&a.image)) {
+        ("never", Ok(r)) | ("missing", Ok(r)) => r,
+        ("never", Err(_)) => {
+            return Err(fail(format!(
+                "{}: no such image in the store, and --pull never",
+                a.image
+            )));
+        }
+        ("always", _) | ("missing", Err(_)) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| fail(e.to_string()))?;
+            rt.block_on(store.pull(&a.image, &PullOptions::default()))
+                .map_err(|e| fail(e.to_string()))?
+        }
+        (other, _) => {
+            return Err(fail(format!(
+                "--pull {other:?}: use always, missing or never"
+            )));
+        }
+    };
+    if a.network != "none" && a.network != "host" {
+        return Err(fail(format!(
+            "--network {:?}: berth run supports none and host so far (bridge networking comes with CNI support)",
+            a.network
+        )));
+    }
+    let image_config = store.config_json(&rec).map_err(|e| fail(e.to_string()))?;
+    let id = a.name.clone().unwrap_or_else(random_id);
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    {
+        return Err(fail(format!(
+            "--name {id:?}: use letters, digits, '_', '.' and '-'"
+        )));
+    }
+    let dir = root.join("containers").join(&id);
+    if dir.exists() {
+        return Err(fail(format!(
+            "a container named {id:?} already exists ({})",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| fail(format!("creating {}: {e}", dir.display())))?;
+    let cleanup = Cleanup {
+        dir: dir.clone(),
+        rootfs: dir.join("rootfs"),
+        remove: a.rm,
+    };
+    store
+        .mount_rootfs(&rec, &dir.join("upper"), &dir.join("work"), &cleanup.rootfs)
+        .map_err(|e| fail(e.to_string()))?;
+    let config = bundle_config(&image_config, &a, &id).map_err(fail)?;
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_vec_pretty(&config).unwrap_or_default(),
+    )
+    .map_err(|e| fail(e.to_string()))?;
+
+    let status = std::process::Command::new(runtime_binary())
+        .args(["--root", "/run/berth/runtime", "run", "--bundle"])
+        .arg(&dir)
+        .arg(&id)
+        .status()
+        .map_err(|e| fail(format!("running berth-runtime: {e}")))?;
+    drop(cleanup);
+    // berth-runtime exits 1 with its own one-line error on stderr when it fails
+    // before the container runs; the container's code otherwise.
+    Ok(status.code().unwrap_or(125))
+}
+
+/// Unmounts the rootfs and, with --rm, removes the container directory.
+struct Cleanup {
+    dir: PathBuf,
+    rootfs: PathBuf,
+    remove: bool,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = berth_image::snapshot::unmount_rootfs(&self.rootfs);
+        if self.remove {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn random_id() -> String {
+    let mut b = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut b);
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `berth-runtime` beside this binary, else on PATH.
+fn runtime_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("berth-runtime")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("berth-runtime"))
+}
+
+/// The OCI config for the container: the image's entrypoint, command, env,
+/// working directory and user, with the flags over them, and docker's defaults
+/// for capabilities, mounts and masked paths.
+pub fn bundle_config(image: &Value, a: &RunArgs, id: &str) -> Result<Value, String> {
+    let ic = &image["config"];
+    let strings = |v: &Value| {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    let entrypoint = match &a.entrypoint {
+        Some(e) => vec![e.clone()],
+        None => strings(&ic["Entrypoint"]),
+    };
+    let cmd = if !a.command.is_empty() {
+        a.command.clone()
+    } else if a.entrypoint.is_some() {
+        Vec::new()
+    } else {
+        strings(&ic["Cmd"])
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        return Err("the image has no entrypoint or command: give one after the image name".into());
+    }
+    let mut env = strings(&ic["Env"]);
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    }
+    for e in &a.env {
+        let key = e.split('=').next().unwrap_or_default();
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(if e.contains('=') {
+            e.clone()
+        } else {
+            format!("{e}=")
+        });
+    }
+    let cwd = a
+        .workdir
+        .clone()
+        .or_else(|| {
+            ic["WorkingDir"]
+                .as_str()
+                .filter(|w| !w.is_empty())
+                .map(String::from)
+        })
+        .unwrap_or_else(|| "/".into());
+    let user = a
+        .user
+        .clone()
+        .or_else(|| {
+            ic["User"]
+                .as_str()
+                .filter(|u| !u.is_empty())
+                .map(String::from)
+        })
+        .unwrap_or_default();
+    let (uid, gid) = match user.split_once(':') {
+        Some((u, g)) => (u.to_string(), g.to_string()),
+        None => (user.clone(), String::new()),
+    };
+    let num = |s: &str, what: &str| -> Result<u32, String> {
+        if s.is_empty() {
+            Ok(0)
+        } else {
+            s.parse()
+                .map_err(|_| format!("user {what} {s:?}: berth run takes numeric ids so far"))
+        }
+    };
+    let caps: Vec<&str> = vec![
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FSETID",
+        "CAP_FOWNER",
+        "CAP_MKNOD",
+        "CAP_NET_RAW",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETFCAP",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT",
+        "CAP_KILL",
+        "CAP_AUDIT_WRITE",
+    ];
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+        json!({"type": "cgroup"}),
+    ];
+    if a.network == "none" {
+        namespaces.push(json!({"type": "network"}));
+    }
+    Ok(json!({
+        "ociVersion": "1.2.0",
+        "process": {
+            "terminal": false,
+            "user": {"uid": num(&uid, "id")?, "gid": num(&gid, "group")?},
+            "args": args,
+            "env": env,
+            "cwd": cwd,
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "noNewPrivileges": false
+        },
+        "root": {"path": "rootfs", "readonly": a.read_only},
+        "hostname": &id[..id.len().min(12)],
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "cgroupsPath": format!("/berth/{id}"),
+            "namespaces": namespaces,
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+                            "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(cmd: &[&str]) -> RunArgs {
+        RunArgs {
+            rm: true,
+            name: None,
+            env: vec!["A=1".into(), "PATH=/x".into()],
+            workdir: None,
+            user: None,
+            entrypoint: None,
+            pull: "missing".into(),
+            read_only: false,
+            network: "none".into(),
+            image: "i".into(),
+            command: cmd.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn image_config_and_flags_merge_as_docker_does() {
+        let image = json!({"config": {"Entrypoint": ["/ep"], "Cmd": ["a", "b"], "Env": ["PATH=/bin", "B=2"], "WorkingDir": "/w", "User": "1000:50"}});
+        let c = bundle_config(&image, &args(&[]), "abc").unwrap();
+        assert_eq!(c["process"]["args"], json!(["/ep", "a", "b"]));
+        assert_eq!(c["process"]["env"], json!(["B=2", "A=1", "PATH=/x"]));
+        assert_eq!(c["process"]["cwd"], "/w");
+        assert_eq!(c["process"]["user"], json!({"uid": 1000, "gid": 50}));
+        let c = bundle_config(&image, &args(&["x"]), "abc").unwrap();
+        assert_eq!(
+            c["process"]["args"],
+            json!(["/ep", "x"]),
+            "the command replaces Cmd, not the entrypoint"
+        );
+        assert!(bundle_config(&json!({"config": {}}), &args(&[]), "abc").is_err());
+    }
+}
