@@ -12,6 +12,8 @@ use std::path::Path;
 
 pub struct ExecOpts<'a> {
     pub id: &'a str,
+    /// The container's bundle, loaded once by the caller.
+    pub bundle: &'a crate::spec::Bundle,
     pub process: Process,
     pub detach: bool,
     pub pid_file: Option<&'a Path>,
@@ -46,7 +48,7 @@ pub fn exec(root: &Root, opts: ExecOpts) -> Result<i32> {
         });
     }
     crate::spec::validate_process(&opts.process)?;
-    let bundle = crate::spec::load_bundle(&rec.bundle)?;
+    let bundle = opts.bundle;
     let linux = bundle.spec.linux().as_ref().expect("validated");
     let types: Vec<LinuxNamespaceType> = linux
         .namespaces()

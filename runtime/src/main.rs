@@ -287,11 +287,14 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         } => ps(&root, id, format, ps_args).map(|_| 0),
         Command::Exec(a) => {
             enter_sealed()?;
-            let process = exec_process(&root, a)?;
+            let rec = root.load(&a.id)?;
+            let bundle = berth_runtime::spec::load_bundle(&rec.bundle)?;
+            let process = exec_process(&bundle.spec, a)?;
             berth_runtime::exec::exec(
                 &root,
                 berth_runtime::exec::ExecOpts {
                     id: &a.id,
+                    bundle: &bundle,
                     process,
                     detach: a.detach,
                     pid_file: a.pid_file.as_deref(),
@@ -334,7 +337,10 @@ fn dispatch(cli: &Cli) -> Result<i32> {
 
 /// The process for `exec`: from --process, or the container's own process with
 /// the command line's overrides, as runc builds it.
-fn exec_process(root: &Root, a: &ExecArgs) -> Result<oci_spec::runtime::Process> {
+fn exec_process(
+    spec: &oci_spec::runtime::Spec,
+    a: &ExecArgs,
+) -> Result<oci_spec::runtime::Process> {
     use oci_spec::runtime::Process;
     if let Some(path) = &a.process {
         let data = std::fs::read(path).map_err(|e| Error::path("reading", path, e))?;
@@ -346,9 +352,7 @@ fn exec_process(root: &Root, a: &ExecArgs) -> Result<oci_spec::runtime::Process>
             "exec needs a command (or --process FILE)".into(),
         ));
     }
-    let rec = root.load(&a.id)?;
-    let bundle = berth_runtime::spec::load_bundle(&rec.bundle)?;
-    let mut p = bundle.spec.process().clone().unwrap_or_default();
+    let mut p = spec.process().clone().unwrap_or_default();
     p.set_args(Some(a.command.clone()));
     p.set_terminal(Some(a.tty));
     let mut env = p.env().clone().unwrap_or_default();

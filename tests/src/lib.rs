@@ -212,6 +212,21 @@ impl Runtime {
         )
     }
 
+    /// `run --detach` of the bundle; returns the container's id.
+    pub fn run_detached(&self, bundle: &Bundle, name: &str) -> String {
+        bundle.write();
+        let id = self.id(name);
+        let (ok, err) = self.detached(&[
+            "run",
+            "--detach",
+            "--bundle",
+            bundle.path().to_str().unwrap(),
+            &id,
+        ]);
+        assert!(ok, "run --detach {id}: {err}");
+        id
+    }
+
     pub fn state(&self, id: &str) -> Value {
         let out = self.exec(&["state", id]);
         assert!(

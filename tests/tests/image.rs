@@ -56,6 +56,22 @@ fn with_rootfs(root: &Path, image: &str, dir: &Path, f: impl FnOnce(&Path)) {
     f(&target);
 }
 
+/// Builds a `berth-testimages --big MB:LAYERS` image and pushes it as `name`.
+fn push_big(reg: &TestRegistry, spec: &str, name: &str) {
+    let layouts = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(bin("berth-testimages"))
+        .args(["--big", spec, "--out"])
+        .arg(layouts.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    reg.push(&layouts.path().join("big"), name, None);
+}
+
 #[test]
 fn pull_by_tag_and_digest_list_inspect_remove() {
     require_root();
@@ -426,18 +442,7 @@ fn hostile_layers_are_refused_and_nothing_lands_outside() {
 fn killed_pull_is_finished_by_the_next_one() {
     require_root();
     let reg = TestRegistry::start(5013, None);
-    let layouts = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(bin("berth-testimages"))
-        .args(["--big", "96:6", "--out"])
-        .arg(layouts.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    reg.push(&layouts.path().join("big"), "big", None);
+    push_big(&reg, "96:6", "big");
     let root = tempfile::tempdir().unwrap();
     let image = format!("{}/library/big:latest", reg.addr);
     for delay_ms in [30u64, 120] {
@@ -500,19 +505,8 @@ fn killed_pull_is_finished_by_the_next_one() {
 fn many_layers_mount_and_usage_counts_the_store() {
     require_root();
     let reg = TestRegistry::start(5014, None);
-    let layouts = tempfile::tempdir().unwrap();
     // 80 layers: more lower directories than one overlay mount option string holds.
-    let out = std::process::Command::new(bin("berth-testimages"))
-        .args(["--big", "1:80", "--out"])
-        .arg(layouts.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    reg.push(&layouts.path().join("big"), "many", None);
+    push_big(&reg, "1:80", "many");
     let root = tempfile::tempdir().unwrap();
     let image = format!("{}/library/many:latest", reg.addr);
     ok(&berth(root.path(), &["pull", "-q", &image]));

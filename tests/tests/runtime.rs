@@ -212,14 +212,14 @@ fn user_groups_and_rlimits() {
     assert_eq!(&lines[1..], ["512", "777"]);
 }
 
-fn v1_memory() -> bool {
+fn cgroup_v1() -> bool {
     Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
 }
 
 #[test]
 fn memory_limit_is_set_and_enforced() {
     let rt = Runtime::new();
-    let file = if v1_memory() {
+    let file = if cgroup_v1() {
         "memory/memory.limit_in_bytes"
     } else {
         "memory.max"
@@ -241,7 +241,7 @@ fn memory_limit_is_set_and_enforced() {
 #[test]
 fn pids_limit_stops_a_fork_bomb() {
     let rt = Runtime::new();
-    let file = if v1_memory() {
+    let file = if cgroup_v1() {
         "pids/pids.current"
     } else {
         "pids.current"
@@ -366,17 +366,7 @@ fn create_then_start_and_state() {
 #[test]
 fn kill_all_and_pause_resume() {
     let rt = Runtime::new();
-    let b = sh("sleep 60 & sleep 61 & wait");
-    b.write();
-    let id = rt.id("killall");
-    let (ok, err) = rt.detached(&[
-        "run",
-        "--detach",
-        "--bundle",
-        b.path().to_str().unwrap(),
-        &id,
-    ]);
-    assert!(ok, "{err}");
+    let id = rt.run_detached(&sh("sleep 60 & sleep 61 & wait"), "killall");
     let mut pids = Vec::new();
     for _ in 0..200 {
         pids =
@@ -745,10 +735,7 @@ fn cgroups_path_absolute_and_relative() {
     for (name, path) in [("abs", "/berth-test-abs/one"), ("rel", "berth-test-rel")] {
         let mut b = Bundle::new("busybox", &["sleep", "30"]);
         b.config["linux"]["cgroupsPath"] = path.into();
-        b.write();
-        let id = rt.id(name);
-        let (ok, err) = rt.detached(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
-        assert!(ok, "{err}");
+        let id = rt.run_detached(&b, name);
         let pid = rt.state(&id)["pid"].as_i64().unwrap();
         let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();

@@ -4,19 +4,10 @@ use berth_tests::{Bundle, Runtime, cgroup_dir, recv_fd};
 use serde_json::json;
 use std::io::{Read, Write};
 
-/// A detached `sleep` container; returns its id and init pid.
+/// A detached `sleep` container; returns its bundle, id and init pid.
 fn sleeper(rt: &Runtime, name: &str) -> (Bundle, String, i64) {
     let b = Bundle::new("busybox", &["sleep", "120"]);
-    b.write();
-    let id = rt.id(name);
-    let (ok, err) = rt.detached(&[
-        "run",
-        "--detach",
-        "--bundle",
-        b.path().to_str().unwrap(),
-        &id,
-    ]);
-    assert!(ok, "{err}");
+    let id = rt.run_detached(&b, name);
     let pid = rt.state(&id)["pid"].as_i64().unwrap();
     (b, id, pid)
 }

@@ -75,17 +75,7 @@ impl Shimmed {
         pid
     }
     fn exit(&self) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(d) = std::fs::read(self.state().join("exit")) {
-                return serde_json::from_slice(&d).unwrap();
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!(
-            "no exit file; log: {}",
-            std::fs::read_to_string(self.log()).unwrap_or_default()
-        );
+        wait_exit(&self.state(), &self.log())
     }
     fn control(&self, req: &str) -> String {
         use std::io::{Read, Write};
@@ -111,6 +101,21 @@ impl Drop for Shimmed {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
+}
+
+/// Waits for the shim's exit file in `state` and returns it.
+fn wait_exit(state: &Path, log: &Path) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(d) = std::fs::read(state.join("exit")) {
+            return serde_json::from_slice(&d).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!(
+        "no exit file; log: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
 }
 
 fn records(path: &Path) -> Vec<(String, String, String)> {
@@ -386,13 +391,7 @@ fn exec_through_a_shim_of_its_own() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !exec_state.join("exit").exists() {
-        assert!(Instant::now() < deadline, "exec never exited");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let exit: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(exec_state.join("exit")).unwrap()).unwrap();
+    let exit = wait_exit(&exec_state, &log);
     assert_eq!(exit["exit_code"], 6);
     let r = records(&log);
     assert!(
