@@ -91,6 +91,15 @@ impl Config {
     }
 
     pub fn check(&self) -> Result<(), String> {
+        // Shim sockets live at <state>/shims/<64-hex id>/console.sock, and a unix
+        // socket path has 107 bytes at most.
+        let longest = self.state.as_os_str().len() + "/shims/".len() + 64 + "/console.sock".len();
+        if longest > 107 {
+            return Err(format!(
+                "state = {:?} is too long: shim socket paths under it would exceed the 107 bytes a unix socket path may have (keep it under 24 bytes, like /run/berth)",
+                self.state.display()
+            ));
+        }
         match self.cgroup_driver.as_str() {
             "cgroupfs" => Ok(()),
             "systemd" if Path::new("/run/systemd/system").exists() => {

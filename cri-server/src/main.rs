@@ -70,6 +70,10 @@ fn main() {
     if let Some(l) = cli.log_level {
         config.log_level = l;
     }
+    if let Err(e) = config.check() {
+        eprintln!("berthd: {e}");
+        std::process::exit(2);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_level))
         .with_writer(std::io::stderr)

@@ -1,42 +1,235 @@
-//! The CRI RuntimeService. Today: Version, Status and RuntimeConfig; the calls
-//! for pods and containers come with the rest of the cri-server issue and answer
-//! Unimplemented until then (the generated default).
+//! The CRI RuntimeService: each call checks its request and hands the work to
+//! `pods` or `containers`. Streaming (Exec, Attach, PortForward) and the metrics
+//! calls answer Unimplemented (the generated default) until they are built.
 
+use crate::containers;
+use crate::daemon::{Daemon, lock};
+use crate::pods;
+use crate::store::{self, ContainerState};
 use berth_proto::v1::runtime_service_server::RuntimeService;
 use berth_proto::v1::*;
+use std::sync::Arc;
+use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
 pub struct Runtime {
-    pub config: crate::config::Config,
+    pub daemon: Arc<Daemon>,
+}
+
+fn ok<T>(t: T) -> Result<Response<T>, Status> {
+    Ok(Response::new(t))
 }
 
 #[tonic::async_trait]
 impl RuntimeService for Runtime {
-    async fn version(
-        &self,
-        _req: Request<VersionRequest>,
-    ) -> Result<Response<VersionResponse>, Status> {
-        Ok(Response::new(VersionResponse {
+    async fn version(&self, _req: Request<VersionRequest>) -> Result<Response<VersionResponse>, Status> {
+        ok(VersionResponse {
             version: "0.1.0".into(),
             runtime_name: crate::RUNTIME_NAME.into(),
             runtime_version: env!("CARGO_PKG_VERSION").into(),
             runtime_api_version: berth_proto::CRI_API_VERSION.into(),
-        }))
+        })
     }
 
-    async fn status(
-        &self,
-        _req: Request<StatusRequest>,
-    ) -> Result<Response<StatusResponse>, Status> {
-        let runtime_ok = self.config.runtime.exists();
-        let cni_conf = std::fs::read_dir(&self.config.cni.conf_dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|e| {
-                e.file_name().to_string_lossy().ends_with(".conflist")
-                    || e.file_name().to_string_lossy().ends_with(".conf")
+    async fn run_pod_sandbox(&self, req: Request<RunPodSandboxRequest>) -> Result<Response<RunPodSandboxResponse>, Status> {
+        let req = req.into_inner();
+        let config = req.config.ok_or_else(|| Status::invalid_argument("config is missing"))?;
+        let pod_sandbox_id = pods::run(&self.daemon, config, req.runtime_handler).await?;
+        ok(RunPodSandboxResponse { pod_sandbox_id })
+    }
+
+    async fn stop_pod_sandbox(&self, req: Request<StopPodSandboxRequest>) -> Result<Response<StopPodSandboxResponse>, Status> {
+        match pods::stop(&self.daemon, &req.into_inner().pod_sandbox_id).await {
+            // Stopping a pod that is gone is not an error (kubelet retries).
+            Err(s) if s.code() == tonic::Code::NotFound => ok(StopPodSandboxResponse {}),
+            r => r.map(|_| Response::new(StopPodSandboxResponse {})),
+        }
+    }
+
+    async fn remove_pod_sandbox(&self, req: Request<RemovePodSandboxRequest>) -> Result<Response<RemovePodSandboxResponse>, Status> {
+        pods::remove(&self.daemon, &req.into_inner().pod_sandbox_id).await?;
+        ok(RemovePodSandboxResponse {})
+    }
+
+    async fn pod_sandbox_status(&self, req: Request<PodSandboxStatusRequest>) -> Result<Response<PodSandboxStatusResponse>, Status> {
+        let req = req.into_inner();
+        let pod = self.daemon.pod(&req.pod_sandbox_id)?;
+        let rec = pod.get();
+        let containers_statuses = self
+            .daemon
+            .pod_containers(&rec.id)
+            .iter()
+            .map(|c| containers::status_of(&c.get()))
+            .collect();
+        ok(PodSandboxStatusResponse {
+            status: Some(pods::status_of(&rec)),
+            info: if req.verbose { pods::verbose_info(&rec) } else { Default::default() },
+            containers_statuses,
+            timestamp: store::now_ns(),
+        })
+    }
+
+    async fn list_pod_sandbox(&self, req: Request<ListPodSandboxRequest>) -> Result<Response<ListPodSandboxResponse>, Status> {
+        let filter = req.into_inner().filter.unwrap_or_default();
+        let pods: Vec<_> = lock(&self.daemon.pods).values().map(|p| p.get()).collect();
+        let items = pods
+            .iter()
+            .filter(|p| pods::matches(p, &filter))
+            .map(|p| {
+                let s = pods::status_of(p);
+                PodSandbox {
+                    id: s.id,
+                    metadata: s.metadata,
+                    state: s.state,
+                    created_at: s.created_at,
+                    labels: s.labels,
+                    annotations: s.annotations,
+                    runtime_handler: s.runtime_handler,
+                }
+            })
+            .collect();
+        ok(ListPodSandboxResponse { items })
+    }
+
+    async fn create_container(&self, req: Request<CreateContainerRequest>) -> Result<Response<CreateContainerResponse>, Status> {
+        let req = req.into_inner();
+        let config = req.config.ok_or_else(|| Status::invalid_argument("config is missing"))?;
+        let container_id = containers::create(&self.daemon, &req.pod_sandbox_id, config, req.sandbox_config).await?;
+        ok(CreateContainerResponse { container_id })
+    }
+
+    async fn start_container(&self, req: Request<StartContainerRequest>) -> Result<Response<StartContainerResponse>, Status> {
+        containers::start(&self.daemon, &req.into_inner().container_id).await?;
+        ok(StartContainerResponse {})
+    }
+
+    async fn stop_container(&self, req: Request<StopContainerRequest>) -> Result<Response<StopContainerResponse>, Status> {
+        let req = req.into_inner();
+        containers::stop(&self.daemon, &req.container_id, req.timeout).await?;
+        ok(StopContainerResponse {})
+    }
+
+    async fn remove_container(&self, req: Request<RemoveContainerRequest>) -> Result<Response<RemoveContainerResponse>, Status> {
+        containers::remove(&self.daemon, &req.into_inner().container_id).await?;
+        ok(RemoveContainerResponse {})
+    }
+
+    async fn list_containers(&self, req: Request<ListContainersRequest>) -> Result<Response<ListContainersResponse>, Status> {
+        let filter = req.into_inner().filter.unwrap_or_default();
+        let all: Vec<_> = lock(&self.daemon.containers).values().map(|c| c.get()).collect();
+        let containers = all
+            .iter()
+            .filter(|c| containers::matches(c, &filter))
+            .map(containers::to_cri)
+            .collect();
+        ok(ListContainersResponse { containers })
+    }
+
+    async fn container_status(&self, req: Request<ContainerStatusRequest>) -> Result<Response<ContainerStatusResponse>, Status> {
+        let req = req.into_inner();
+        let rec = self.daemon.container(&req.container_id)?.get();
+        let mut info = std::collections::HashMap::new();
+        if req.verbose {
+            let v = serde_json::json!({
+                "pid": rec.pid,
+                "sandboxID": rec.pod_id,
+                "cgroupsPath": rec.cgroups_path,
+                "bundle": self.daemon.paths.container_dir(&rec.id),
+                "shim": self.daemon.paths.shim_dir(&rec.id),
             });
+            info.insert("info".to_string(), v.to_string());
+        }
+        ok(ContainerStatusResponse {
+            status: Some(containers::status_of(&rec)),
+            info,
+        })
+    }
+
+    async fn update_container_resources(
+        &self,
+        req: Request<UpdateContainerResourcesRequest>,
+    ) -> Result<Response<UpdateContainerResourcesResponse>, Status> {
+        let req = req.into_inner();
+        let res = req.linux.ok_or_else(|| Status::invalid_argument("linux resources are missing"))?;
+        containers::update_resources(&self.daemon, &req.container_id, res).await?;
+        ok(UpdateContainerResourcesResponse {})
+    }
+
+    async fn reopen_container_log(&self, req: Request<ReopenContainerLogRequest>) -> Result<Response<ReopenContainerLogResponse>, Status> {
+        containers::reopen_log(&self.daemon, &req.into_inner().container_id).await?;
+        ok(ReopenContainerLogResponse {})
+    }
+
+    async fn exec_sync(&self, req: Request<ExecSyncRequest>) -> Result<Response<ExecSyncResponse>, Status> {
+        let req = req.into_inner();
+        ok(containers::exec_sync(&self.daemon, &req.container_id, req.cmd, req.timeout).await?)
+    }
+
+    async fn container_stats(&self, req: Request<ContainerStatsRequest>) -> Result<Response<ContainerStatsResponse>, Status> {
+        let rec = self.daemon.container(&req.into_inner().container_id)?.get();
+        ok(ContainerStatsResponse {
+            stats: Some(self.container_stats_of(&rec)),
+        })
+    }
+
+    async fn list_container_stats(&self, req: Request<ListContainerStatsRequest>) -> Result<Response<ListContainerStatsResponse>, Status> {
+        let f = req.into_inner().filter.unwrap_or_default();
+        let filter = ContainerFilter {
+            id: f.id,
+            pod_sandbox_id: f.pod_sandbox_id,
+            label_selector: f.label_selector,
+            state: None,
+        };
+        let all: Vec<_> = lock(&self.daemon.containers).values().map(|c| c.get()).collect();
+        let stats = all
+            .iter()
+            .filter(|c| c.state == ContainerState::Running && containers::matches(c, &filter))
+            .map(|c| self.container_stats_of(c))
+            .collect();
+        ok(ListContainerStatsResponse { stats })
+    }
+
+    async fn pod_sandbox_stats(&self, req: Request<PodSandboxStatsRequest>) -> Result<Response<PodSandboxStatsResponse>, Status> {
+        let pod = self.daemon.pod(&req.into_inner().pod_sandbox_id)?.get();
+        ok(PodSandboxStatsResponse {
+            stats: Some(self.pod_stats_of(&pod)),
+        })
+    }
+
+    async fn list_pod_sandbox_stats(&self, req: Request<ListPodSandboxStatsRequest>) -> Result<Response<ListPodSandboxStatsResponse>, Status> {
+        let f = req.into_inner().filter.unwrap_or_default();
+        let pods: Vec<_> = lock(&self.daemon.pods).values().map(|p| p.get()).collect();
+        let filter = PodSandboxFilter {
+            id: f.id,
+            label_selector: f.label_selector,
+            state: None,
+        };
+        let stats = pods
+            .iter()
+            .filter(|p| p.state == store::PodState::Ready && pods::matches(p, &filter))
+            .map(|p| self.pod_stats_of(p))
+            .collect();
+        ok(ListPodSandboxStatsResponse { stats })
+    }
+
+    async fn update_runtime_config(&self, req: Request<UpdateRuntimeConfigRequest>) -> Result<Response<UpdateRuntimeConfigResponse>, Status> {
+        let cidr = req
+            .into_inner()
+            .runtime_config
+            .and_then(|c| c.network_config)
+            .map(|n| n.pod_cidr)
+            .filter(|c| !c.is_empty());
+        if let Some(c) = cidr {
+            tracing::info!(pod_cidr = %c, "pod CIDR from kubelet");
+            *lock(&self.daemon.pod_cidr) = Some(c);
+        }
+        ok(UpdateRuntimeConfigResponse {})
+    }
+
+    async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let config = &self.daemon.config;
+        let runtime_ok = config.runtime.exists();
+        let network = self.daemon.cni.network();
         let condition = |kind: &str, ok: bool, reason: &str, message: String| RuntimeCondition {
             r#type: kind.into(),
             status: ok,
@@ -48,44 +241,95 @@ impl RuntimeService for Runtime {
                 "RuntimeReady",
                 runtime_ok,
                 "RuntimeMissing",
-                format!(
-                    "the runtime binary {} is missing",
-                    self.config.runtime.display()
-                ),
+                format!("the runtime binary {} is missing", config.runtime.display()),
             ),
             condition(
                 "NetworkReady",
-                false,
-                if cni_conf {
-                    "NetworkPluginNotReady"
-                } else {
-                    "NoCNIConfig"
-                },
-                if cni_conf {
-                    "pod networking is not implemented yet".into()
-                } else {
-                    format!(
-                        "no CNI network config in {}",
-                        self.config.cni.conf_dir.display()
-                    )
-                },
+                network.is_ok(),
+                "NoCNIConfig",
+                network.as_ref().err().cloned().unwrap_or_default(),
             ),
         ];
-        Ok(Response::new(StatusResponse {
+        ok(StatusResponse {
             status: Some(RuntimeStatus { conditions }),
             info: Default::default(),
-            ..Default::default()
-        }))
+            runtime_handlers: vec![RuntimeHandler {
+                name: String::new(),
+                features: Some(RuntimeHandlerFeatures {
+                    recursive_read_only_mounts: true,
+                    user_namespaces: false,
+                }),
+            }],
+            features: Some(RuntimeFeatures {
+                supplemental_groups_policy: true,
+                user_namespaces_host_network: false,
+            }),
+        })
     }
 
-    async fn runtime_config(
-        &self,
-        _req: Request<RuntimeConfigRequest>,
-    ) -> Result<Response<RuntimeConfigResponse>, Status> {
-        Ok(Response::new(RuntimeConfigResponse {
+    async fn get_container_events(&self, _req: Request<GetEventsRequest>) -> Result<Response<BoxStream<ContainerEventResponse>>, Status> {
+        let rx = self.daemon.events.subscribe();
+        let stream = tokio_stream::StreamExt::filter_map(tokio_stream::wrappers::BroadcastStream::new(rx), |e| e.ok().map(Ok));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn runtime_config(&self, _req: Request<RuntimeConfigRequest>) -> Result<Response<RuntimeConfigResponse>, Status> {
+        ok(RuntimeConfigResponse {
             linux: Some(LinuxRuntimeConfiguration {
                 cgroup_driver: CgroupDriver::Cgroupfs as i32,
             }),
-        }))
+        })
+    }
+
+    async fn checkpoint_container(&self, _req: Request<CheckpointContainerRequest>) -> Result<Response<CheckpointContainerResponse>, Status> {
+        Err(Status::unimplemented("berth does not checkpoint containers (no CRIU support)"))
+    }
+}
+
+impl Runtime {
+    fn container_stats_of(&self, rec: &store::ContainerRecord) -> ContainerStats {
+        let dir = self.daemon.paths.container_dir(&rec.id);
+        crate::stats::container(rec, &dir.join("upper"), &self.daemon.paths.root.to_string_lossy())
+    }
+
+    fn pod_stats_of(&self, pod: &store::PodRecord) -> PodSandboxStats {
+        let config: PodSandboxConfig = store::decode(&pod.config);
+        let containers: Vec<ContainerStats> = self
+            .daemon
+            .pod_containers(&pod.id)
+            .iter()
+            .map(|c| c.get())
+            .filter(|c| c.state == ContainerState::Running)
+            .map(|c| self.container_stats_of(&c))
+            .collect();
+        let ts = store::now_ns();
+        let mut total = crate::stats::usage(&format!("{}/{}", pod.cgroup_parent, pod.id)).unwrap_or_default();
+        for c in &containers {
+            total.cpu_ns += c.cpu.as_ref().and_then(|x| x.usage_core_nano_seconds).map_or(0, |v| v.value);
+            let m = c.memory.as_ref();
+            total.working_set += m.and_then(|x| x.working_set_bytes).map_or(0, |v| v.value);
+            total.memory_usage += m.and_then(|x| x.usage_bytes).map_or(0, |v| v.value);
+        }
+        PodSandboxStats {
+            attributes: Some(PodSandboxAttributes {
+                id: pod.id.clone(),
+                metadata: config.metadata.clone(),
+                labels: config.labels.clone(),
+                annotations: config.annotations.clone(),
+            }),
+            linux: Some(LinuxPodSandboxStats {
+                cpu: Some(crate::stats::cpu(ts, &total)),
+                memory: Some(crate::stats::memory(ts, &total)),
+                process: Some(ProcessUsage {
+                    timestamp: ts,
+                    process_count: Some(UInt64Value {
+                        value: containers.len() as u64 + 1,
+                    }),
+                }),
+                containers,
+                ..Default::default()
+            }),
+            windows: None,
+        }
     }
 }

@@ -28,12 +28,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
     tracing::info!(socket = %sock.display(), "berthd serving the CRI");
 
-    let runtime = crate::runtime_service::Runtime {
-        config: config.clone(),
-    };
-    let images = crate::image_service::Images {
-        store: Arc::new(store),
-    };
+    let store = Arc::new(store);
+    let daemon = crate::daemon::Daemon::new(config.clone(), store.clone());
+    crate::pods::install_pause(&daemon).context("installing the built-in pause")?;
+    daemon.recover().await;
+    let runtime = crate::runtime_service::Runtime { daemon };
+    let images = crate::image_service::Images { store };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         tonic::transport::Server::builder()

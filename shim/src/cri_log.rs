@@ -84,6 +84,9 @@ fn record(out: &mut Vec<u8>, stream: Stream, partial: bool, content: &[u8]) {
 pub struct LogWriter {
     path: Option<PathBuf>,
     file: Option<File>,
+    /// Raw mode: each stream's bytes as they came, to its own file (ExecSync
+    /// needs the exact output, which the line format cannot give back).
+    raw: Option<[File; 2]>,
     pending: [Vec<u8>; 2],
     scratch: Vec<u8>,
 }
@@ -95,9 +98,17 @@ impl LogWriter {
         Ok(LogWriter {
             path,
             file,
+            raw: None,
             pending: [Vec::with_capacity(MAX_LINE), Vec::with_capacity(MAX_LINE)],
             scratch: Vec::with_capacity(MAX_LINE + 64),
         })
+    }
+
+    /// Raw mode: stdout and stderr bytes go unchanged to `dir/stdout` and `dir/stderr`.
+    pub fn raw(dir: &std::path::Path) -> io::Result<LogWriter> {
+        let mut w = LogWriter::open(None)?;
+        w.raw = Some([open_log(&dir.join("stdout"))?, open_log(&dir.join("stderr"))?]);
+        Ok(w)
     }
 
     fn emit(&mut self, stream: Stream, partial: bool, idx: usize, extra: &[u8]) -> io::Result<()> {
@@ -116,6 +127,9 @@ impl LogWriter {
     /// MAX_LINE without a newline becomes a `P` record.
     pub fn feed(&mut self, stream: Stream, mut data: &[u8]) -> io::Result<()> {
         let idx = stream as usize;
+        if let Some(files) = &mut self.raw {
+            return files[idx].write_all(data);
+        }
         while !data.is_empty() {
             let room = MAX_LINE - self.pending[idx].len();
             match data.iter().take(room).position(|&b| b == b'\n') {

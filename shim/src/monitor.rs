@@ -91,8 +91,12 @@ fn setup(opts: &Options, sigfd: OwnedFd) -> Result<Monitor, String> {
     }
     std::fs::write(dir.join("shim.pid"), std::process::id().to_string())
         .map_err(|e| format!("writing shim.pid: {e}"))?;
-    let log = LogWriter::open(opts.log_path.clone())
-        .map_err(|e| format!("opening log {:?}: {e}", opts.log_path))?;
+    let log = if opts.raw_output {
+        LogWriter::raw(dir).map_err(|e| format!("opening output files: {e}"))?
+    } else {
+        LogWriter::open(opts.log_path.clone())
+            .map_err(|e| format!("opening log {:?}: {e}", opts.log_path))?
+    };
     let control = sys::listen(&dir.join("control.sock"), libc::SOCK_STREAM)
         .map_err(|e| format!("control socket: {e}"))?;
     let attach = sys::listen(&dir.join("attach.sock"), libc::SOCK_SEQPACKET)

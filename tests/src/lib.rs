@@ -2,6 +2,8 @@
 //! bundles unpacked from the test images, and containers that are force-deleted
 //! when a test ends, passed or failed.
 
+pub mod berthd;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

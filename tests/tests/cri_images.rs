@@ -4,91 +4,11 @@
 use berth_proto::v1::image_service_client::ImageServiceClient;
 use berth_proto::v1::runtime_service_client::RuntimeServiceClient;
 use berth_proto::v1::*;
-use berth_tests::{bin, registry_addr, require_root};
+use berth_tests::berthd::Berthd;
+use berth_tests::{bin, registry_addr};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tonic::Code;
-
-struct Berthd {
-    dir: tempfile::TempDir,
-    child: std::process::Child,
-}
-
-impl Berthd {
-    fn start() -> Berthd {
-        require_root();
-        let dir = tempfile::Builder::new()
-            .prefix("berthd-")
-            .tempdir_in("/run")
-            .unwrap();
-        let d = dir.path();
-        let config = format!(
-            "listen = \"{}/berth.sock\"\nroot = \"{}/root\"\nstate = \"{}/state\"\nruntime = \"{}\"\nshim = \"{}\"\n\
-             [registry.mirrors]\n\"registry.berth.test\" = [\"{}\"]\n[cni]\nconf_dir = \"{}/cni\"\n",
-            d.display(),
-            d.display(),
-            d.display(),
-            bin("berth-runtime").display(),
-            bin("berth-shim").display(),
-            registry_addr(),
-            d.display()
-        );
-        std::fs::write(d.join("berth.toml"), config).unwrap();
-        let log = std::fs::File::create(d.join("berthd.log")).unwrap();
-        let child = std::process::Command::new(bin("berthd"))
-            .arg("--config")
-            .arg(d.join("berth.toml"))
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let b = Berthd { dir, child };
-        for _ in 0..200 {
-            if b.sock().exists() {
-                return b;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-        panic!(
-            "berthd did not start: {}",
-            std::fs::read_to_string(b.dir.path().join("berthd.log")).unwrap_or_default()
-        );
-    }
-
-    fn sock(&self) -> PathBuf {
-        self.dir.path().join("berth.sock")
-    }
-
-    async fn channel(&self) -> tonic::transport::Channel {
-        let path = self.sock();
-        tonic::transport::Endpoint::try_from("http://[::]:50051")
-            .unwrap()
-            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-                let path = path.clone();
-                async move {
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                        tokio::net::UnixStream::connect(path).await?,
-                    ))
-                }
-            }))
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Berthd {
-    fn drop(&mut self) {
-        // SAFETY: stopping the berthd this test started; SIGKILL if it lingers.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        for _ in 0..400 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn spec(image: &str) -> Option<ImageSpec> {
     Some(ImageSpec {

@@ -1,0 +1,190 @@
+//! A berthd of the test's own: its socket, root, state and CNI config in a fresh
+//! directory under /run, its own bridge and subnet, a tonic client, and cleanup
+//! that leaves nothing behind when the test ends (passed or failed): berthd, its
+//! shims and containers, mounts, network namespaces and the bridge.
+
+use crate::{bin, registry_addr, require_root};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub struct Berthd {
+    pub dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+    pub bridge: Option<String>,
+}
+
+/// The bridge and subnet of each berthd in one test process are distinct.
+static NEXT_NET: AtomicU32 = AtomicU32::new(0);
+
+impl Berthd {
+    /// berthd with no CNI config (NetworkReady false).
+    pub fn start() -> Berthd {
+        Berthd::launch(false)
+    }
+
+    /// berthd with a bridge network (bridge, host-local, portmap).
+    pub fn with_network() -> Berthd {
+        Berthd::launch(true)
+    }
+
+    fn launch(network: bool) -> Berthd {
+        require_root();
+        let dir = tempfile::Builder::new().prefix("b-").tempdir_in("/run").unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("cni")).unwrap();
+        let mut bridge = None;
+        if network {
+            // Unique per process and instance: tests of different binaries run one
+            // after another, tests of one binary in parallel.
+            let n = (std::process::id() % 50) * 4 + NEXT_NET.fetch_add(1, Ordering::SeqCst) % 4;
+            let name = format!("berth-t{n}");
+            let conf = serde_json::json!({
+                "cniVersion": "1.0.0",
+                "name": format!("berth-test-{n}"),
+                "plugins": [
+                    {"type": "bridge", "bridge": name, "isGateway": true, "ipMasq": false,
+                     "ipam": {"type": "host-local", "ranges": [[{"subnet": format!("10.{}.{}.0/24", 200 + n / 200, n % 200)}]],
+                              "routes": [{"dst": "0.0.0.0/0"}], "dataDir": d.join("ipam")}},
+                    {"type": "portmap", "capabilities": {"portMappings": true}}
+                ]
+            });
+            std::fs::write(d.join("cni/10-test.conflist"), conf.to_string()).unwrap();
+            bridge = Some(name);
+        }
+        let config = format!(
+            "listen = \"{0}/berth.sock\"\nroot = \"{0}/root\"\nstate = \"{0}/s\"\nruntime = \"{1}\"\nshim = \"{2}\"\n\
+             [registry.mirrors]\n\"registry.berth.test\" = [\"{3}\"]\n[cni]\nconf_dir = \"{0}/cni\"\n",
+            d.display(),
+            bin("berth-runtime").display(),
+            bin("berth-shim").display(),
+            registry_addr(),
+        );
+        std::fs::write(d.join("berth.toml"), config).unwrap();
+        let mut b = Berthd { dir, child: None, bridge };
+        b.restart();
+        b
+    }
+
+    /// Starts berthd (again) on the same directories.
+    pub fn restart(&mut self) {
+        let d = self.dir.path();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(d.join("berthd.log")).unwrap();
+        let _ = std::fs::remove_file(self.sock());
+        let child = std::process::Command::new(bin("berthd"))
+            .arg("--config")
+            .arg(d.join("berth.toml"))
+            .env("RUST_LOG", "info")
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        for _ in 0..400 {
+            if self.sock().exists() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("berthd did not start: {}", self.log());
+    }
+
+    /// SIGKILL: berthd dies with no chance to clean anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
+    }
+
+    pub fn sock(&self) -> PathBuf {
+        self.dir.path().join("berth.sock")
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("s")
+    }
+
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        let path = self.sock();
+        tonic::transport::Endpoint::try_from("http://[::]:50051")
+            .unwrap()
+            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                let path = path.clone();
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::connect(path).await?,
+                    ))
+                }
+            }))
+            .await
+            .unwrap()
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: stopping the berthd this test started; SIGKILL if it lingers.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            for _ in 0..400 {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Kills every shim under `state/shims`, force-deletes the runtime's containers,
+/// unmounts everything under `dir`.
+pub fn sweep(dir: &Path, state: &Path) {
+    for e in std::fs::read_dir(state.join("shims")).into_iter().flatten().flatten() {
+        if let Some(pid) = std::fs::read_to_string(e.path().join("shim.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        {
+            // SAFETY: killing a shim this test's berthd started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    let rt_root = state.join("runtime");
+    for e in std::fs::read_dir(&rt_root).into_iter().flatten().flatten() {
+        let _ = std::process::Command::new(bin("berth-runtime"))
+            .arg("--root")
+            .arg(&rt_root)
+            .args(["delete", "--force"])
+            .arg(e.file_name())
+            .output();
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let prefix = dir.to_string_lossy().to_string();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for m in points {
+        let c = std::ffi::CString::new(m).unwrap();
+        // SAFETY: unmounting what this test mounted.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+impl Drop for Berthd {
+    fn drop(&mut self) {
+        self.stop();
+        sweep(self.dir.path(), &self.state());
+        if let Some(b) = &self.bridge {
+            let _ = std::process::Command::new("ip").args(["link", "del", b]).output();
+        }
+    }
+}

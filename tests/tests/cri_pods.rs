@@ -1,0 +1,267 @@
+//! berthd's pods and containers end to end, through a tonic client on its
+//! socket: the lifecycle, logs, exec, stats, networking, OOM, errors, restarts.
+
+use berth_proto::v1::image_service_client::ImageServiceClient;
+use berth_proto::v1::runtime_service_client::RuntimeServiceClient;
+use berth_proto::v1::*;
+use berth_tests::berthd::Berthd;
+use std::time::Duration;
+use tonic::Code;
+use tonic::transport::Channel;
+
+const BUSYBOX: &str = "registry.berth.test/library/busybox:latest";
+const HTTPD: &str = "registry.berth.test/library/httpd:latest";
+
+struct Client {
+    rt: RuntimeServiceClient<Channel>,
+    img: ImageServiceClient<Channel>,
+}
+
+async fn client(d: &Berthd) -> Client {
+    let ch = d.channel().await;
+    Client {
+        rt: RuntimeServiceClient::new(ch.clone()),
+        img: ImageServiceClient::new(ch),
+    }
+}
+
+impl Client {
+    async fn pull(&mut self, image: &str) {
+        self.img
+            .pull_image(PullImageRequest {
+                image: Some(ImageSpec { image: image.into(), ..Default::default() }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn run_pod(&mut self, config: PodSandboxConfig) -> String {
+        self.rt
+            .run_pod_sandbox(RunPodSandboxRequest { config: Some(config), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id
+    }
+
+    async fn create(&mut self, pod: &str, pod_config: &PodSandboxConfig, config: ContainerConfig) -> Result<String, tonic::Status> {
+        self.rt
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: pod.into(),
+                config: Some(config),
+                sandbox_config: Some(pod_config.clone()),
+            })
+            .await
+            .map(|r| r.into_inner().container_id)
+    }
+
+    async fn start(&mut self, id: &str) {
+        self.rt
+            .start_container(StartContainerRequest { container_id: id.into() })
+            .await
+            .unwrap();
+    }
+
+    async fn status(&mut self, id: &str) -> ContainerStatus {
+        self.rt
+            .container_status(ContainerStatusRequest { container_id: id.into(), verbose: false })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap()
+    }
+
+    async fn exec(&mut self, id: &str, cmd: &[&str]) -> ExecSyncResponse {
+        self.rt
+            .exec_sync(ExecSyncRequest {
+                container_id: id.into(),
+                cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                timeout: 10,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Polls ContainerStatus until the container has exited.
+    async fn wait_exited(&mut self, id: &str) -> ContainerStatus {
+        for _ in 0..200 {
+            let s = self.status(id).await;
+            if s.state == ContainerState::ContainerExited as i32 {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("container {id} did not exit");
+    }
+
+    async fn remove_pod(&mut self, id: &str) {
+        self.rt
+            .stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: id.into() })
+            .await
+            .unwrap();
+        self.rt
+            .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id.into() })
+            .await
+            .unwrap();
+    }
+}
+
+fn pod_config(name: &str, logs: &std::path::Path) -> PodSandboxConfig {
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        log_directory: logs.to_string_lossy().to_string(),
+        labels: [("app".to_string(), name.to_string())].into_iter().collect(),
+        ..Default::default()
+    }
+}
+
+fn container_config(name: &str, image: &str, cmd: &[&str]) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata { name: name.into(), attempt: 0 }),
+        image: Some(ImageSpec { image: image.into(), ..Default::default() }),
+        command: cmd.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        labels: [("role".to_string(), name.to_string())].into_iter().collect(),
+        ..Default::default()
+    }
+}
+
+/// The CRI log lines' contents, format checked.
+fn log_lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let mut f = l.splitn(4, ' ');
+            let (ts, stream, tag) = (f.next().unwrap(), f.next().unwrap(), f.next().unwrap());
+            assert!(ts.ends_with('Z') && ts.len() == 30, "RFC3339Nano timestamp: {l}");
+            assert!(stream == "stdout" || stream == "stderr", "{l}");
+            assert!(tag == "F" || tag == "P", "{l}");
+            f.next().unwrap_or_default().to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_pod_and_its_container_from_start_to_removal() {
+    let d = Berthd::with_network();
+    let mut c = client(&d).await;
+    c.pull(BUSYBOX).await;
+    let logs = d.dir.path().join("logs");
+    let mut pc = pod_config("walk", &logs);
+    pc.dns_config = Some(DnsConfig {
+        servers: vec!["10.96.0.10".into()],
+        searches: vec!["default.svc.cluster.local".into()],
+        options: vec!["ndots:5".into()],
+    });
+    let pod = c.run_pod(pc.clone()).await;
+    let ps = c
+        .rt
+        .pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: true })
+        .await
+        .unwrap()
+        .into_inner();
+    let st = ps.status.unwrap();
+    assert_eq!(st.state, PodSandboxState::SandboxReady as i32);
+    let ip = st.network.unwrap().ip;
+    assert!(ip.starts_with("10."), "the pod has an IP from the bridge: {ip:?}");
+
+    let id = c
+        .create(&pod, &pc, container_config("main", BUSYBOX, &["sh", "-c", "echo hello; echo oops >&2; exec sleep 1000"]))
+        .await
+        .unwrap();
+    assert_eq!(c.status(&id).await.state, ContainerState::ContainerCreated as i32);
+    c.start(&id).await;
+    let s = c.status(&id).await;
+    assert_eq!(s.state, ContainerState::ContainerRunning as i32);
+    assert!(s.started_at > 0 && s.image_id.starts_with("sha256:"), "{s:?}");
+
+    // The log, in the CRI format, under the pod's log directory.
+    let log = logs.join("main.log");
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        lines = log_lines(&log);
+        if lines.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(lines.contains(&"hello".to_string()) && lines.contains(&"oops".to_string()), "{lines:?}");
+
+    // Exec: output, exit codes, the pod's hostname, DNS and network.
+    let r = c.exec(&id, &["sh", "-c", "echo -n out; echo err >&2; exit 3"]).await;
+    assert_eq!((r.stdout.as_slice(), r.stderr.as_slice(), r.exit_code), (&b"out"[..], &b"err\n"[..], 3));
+    let r = c.exec(&id, &["hostname"]).await;
+    assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "walk");
+    let r = c.exec(&id, &["cat", "/etc/resolv.conf"]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout),
+        "search default.svc.cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
+    );
+    let r = c.exec(&id, &["ip", "-o", "-4", "addr", "show", "eth0"]).await;
+    assert!(String::from_utf8_lossy(&r.stdout).contains(&ip), "{r:?}");
+    let r = c.exec(&id, &["grep", "Seccomp:", "/proc/self/status"]).await;
+    assert!(String::from_utf8_lossy(&r.stdout).contains('2'), "the default seccomp profile is on: {r:?}");
+
+    // Stats from the cgroup.
+    let stats = c
+        .rt
+        .container_stats(ContainerStatsRequest { container_id: id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap();
+    assert!(stats.memory.unwrap().working_set_bytes.unwrap().value > 0);
+    assert!(stats.cpu.unwrap().usage_core_nano_seconds.is_some());
+
+    // Listing with filters.
+    let list = c
+        .rt
+        .list_containers(ListContainersRequest {
+            filter: Some(ContainerFilter {
+                pod_sandbox_id: pod.clone(),
+                label_selector: [("role".to_string(), "main".to_string())].into_iter().collect(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(list.len(), 1);
+
+    // Stop: sleep ignores nothing, SIGTERM ends it.
+    c.rt
+        .stop_container(StopContainerRequest { container_id: id.clone(), timeout: 5 })
+        .await
+        .unwrap();
+    let s = c.status(&id).await;
+    assert_eq!(s.state, ContainerState::ContainerExited as i32);
+    assert_eq!((s.exit_code, s.reason.as_str()), (143, "Error"));
+    assert!(s.finished_at >= s.started_at);
+
+    c.rt
+        .remove_container(RemoveContainerRequest { container_id: id.clone() })
+        .await
+        .unwrap();
+    let e = c
+        .rt
+        .container_status(ContainerStatusRequest { container_id: id.clone(), verbose: false })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(!d.root().join("containers").join(&id).exists());
+    c.remove_pod(&pod).await;
+    assert!(std::fs::read_dir(d.state().join("netns")).map(|r| r.count()).unwrap_or(0) == 0, "netns removed");
+    assert!(std::fs::read_dir(d.root().join("pods")).unwrap().next().is_none(), "pod dir removed");
+}
