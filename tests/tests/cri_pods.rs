@@ -265,3 +265,220 @@ async fn a_pod_and_its_container_from_start_to_removal() {
     assert!(std::fs::read_dir(d.state().join("netns")).map(|r| r.count()).unwrap_or(0) == 0, "netns removed");
     assert!(std::fs::read_dir(d.root().join("pods")).unwrap().next().is_none(), "pod dir removed");
 }
+
+/// The gRPC code of a call's result; an error must carry a message.
+fn code<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Code {
+    match r {
+        Ok(_) => Code::Ok,
+        Err(s) => {
+            assert!(!s.message().is_empty());
+            s.code()
+        }
+    }
+}
+
+/// Polls until `f` is true.
+async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    for _ in 0..150 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn pods_reach_each_other_and_a_host_port_answers() {
+    let d = Berthd::with_network();
+    let mut c = client(&d).await;
+    c.pull(BUSYBOX).await;
+    c.pull(HTTPD).await;
+    let logs = d.dir.path().join("logs");
+    // Distinct per test process, so parallel runs of other suites do not clash.
+    let host_port = 18000 + (std::process::id() % 1000) as i32;
+    let mut web_cfg = pod_config("web", &logs);
+    web_cfg.port_mappings = vec![PortMapping {
+        protocol: Protocol::Tcp as i32,
+        container_port: 80,
+        host_port,
+        host_ip: String::new(),
+    }];
+    let web = c.run_pod(web_cfg.clone()).await;
+    let httpd = c.create(&web, &web_cfg, container_config("httpd", HTTPD, &[])).await.unwrap();
+    c.start(&httpd).await;
+    let web_ip = c
+        .rt
+        .pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: web.clone(), verbose: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+        .network
+        .unwrap()
+        .ip;
+
+    let client_cfg = pod_config("client", &logs);
+    let other = c.run_pod(client_cfg.clone()).await;
+    let sh = c.create(&other, &client_cfg, container_config("sh", BUSYBOX, &["sleep", "1000"])).await.unwrap();
+    c.start(&sh).await;
+    let url = format!("http://{web_ip}/index.html");
+    eventually("the web pod to answer the other pod", async || {
+        let r = c.exec(&sh, &["wget", "-q", "-O", "-", &url]).await;
+        r.exit_code == 0 && String::from_utf8_lossy(&r.stdout) == "hello from berth httpd\n"
+    })
+    .await;
+
+    // The host port, through the portmap plugin, on the host's loopback.
+    eventually("the host port to answer", async || {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", host_port as u16)).await else {
+            return false;
+        };
+        let _ = s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").await;
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body).await;
+        body.contains("hello from berth httpd")
+    })
+    .await;
+    c.remove_pod(&web).await;
+    c.remove_pod(&other).await;
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", host_port as u16)).await.is_err(),
+        "the host port is closed once the pod is gone"
+    );
+}
+
+#[tokio::test]
+async fn a_container_over_its_memory_limit_is_oom_killed() {
+    let d = Berthd::with_network();
+    let mut c = client(&d).await;
+    c.pull(BUSYBOX).await;
+    let pc = pod_config("oom", &d.dir.path().join("logs"));
+    let pod = c.run_pod(pc.clone()).await;
+    let mut cfg = container_config("hog", BUSYBOX, &["tail", "/dev/zero"]);
+    cfg.linux = Some(LinuxContainerConfig {
+        resources: Some(LinuxContainerResources { memory_limit_in_bytes: 32 << 20, ..Default::default() }),
+        ..Default::default()
+    });
+    let id = c.create(&pod, &pc, cfg).await.unwrap();
+    c.start(&id).await;
+    let s = c.wait_exited(&id).await;
+    assert_eq!((s.exit_code, s.reason.as_str()), (137, "OOMKilled"), "{s:?}");
+    c.remove_pod(&pod).await;
+}
+
+#[tokio::test]
+async fn berthd_killed_and_restarted_loses_nothing() {
+    let mut d = Berthd::with_network();
+    let mut c = client(&d).await;
+    c.pull(BUSYBOX).await;
+    let logs = d.dir.path().join("logs");
+    let pc = pod_config("durable", &logs);
+    let pod = c.run_pod(pc.clone()).await;
+    let counter = "i=0; while true; do echo $i; i=$((i+1)); sleep 0.1; done";
+    let ticker = c.create(&pod, &pc, container_config("ticker", BUSYBOX, &["sh", "-c", counter])).await.unwrap();
+    c.start(&ticker).await;
+    let quitter = c.create(&pod, &pc, container_config("quitter", BUSYBOX, &["sh", "-c", "sleep 1; exit 7"])).await.unwrap();
+    c.start(&quitter).await;
+    let created = c.create(&pod, &pc, container_config("waiting", BUSYBOX, &["true"])).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    d.kill9();
+    // The quitter exits while berthd is down; the ticker keeps logging.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    d.restart();
+    let mut c = client(&d).await;
+
+    let s = c.status(&ticker).await;
+    assert_eq!(s.state, ContainerState::ContainerRunning as i32, "still running: {s:?}");
+    let s = c.status(&quitter).await;
+    assert_eq!((s.state, s.exit_code), (ContainerState::ContainerExited as i32, 7), "the exit while down: {s:?}");
+    assert_eq!(c.status(&created).await.state, ContainerState::ContainerCreated as i32);
+    let pods = c.rt.list_pod_sandbox(ListPodSandboxRequest::default()).await.unwrap().into_inner().items;
+    assert_eq!((pods.len(), pods[0].state), (1, PodSandboxState::SandboxReady as i32));
+    // The re-adopted container can still be created into, started and exec'd.
+    c.start(&created).await;
+    let r = c.exec(&ticker, &["echo", "alive"]).await;
+    assert_eq!(r.stdout, b"alive\n");
+
+    // Stopping the ticker through the restarted berthd: its exit is seen.
+    c.rt
+        .stop_container(StopContainerRequest { container_id: ticker.clone(), timeout: 2 })
+        .await
+        .unwrap();
+    assert_eq!(c.status(&ticker).await.state, ContainerState::ContainerExited as i32);
+    let lines = log_lines(&logs.join("ticker.log"));
+    let numbers: Vec<u64> = lines.iter().map(|l| l.parse().unwrap()).collect();
+    assert!(numbers.len() > 25, "the ticker logged through the restart: {}", numbers.len());
+    assert!(
+        numbers.iter().enumerate().all(|(i, n)| *n == i as u64),
+        "no line missing or duplicated: {numbers:?}"
+    );
+    c.remove_pod(&pod).await;
+    assert!(
+        c.rt.list_containers(ListContainersRequest::default()).await.unwrap().into_inner().containers.is_empty()
+    );
+}
+
+#[tokio::test]
+async fn bad_calls_get_the_right_codes() {
+    let d = Berthd::with_network();
+    let mut c = client(&d).await;
+    c.pull(BUSYBOX).await;
+    let logs = d.dir.path().join("logs");
+    let missing = "0123456789abcdef".repeat(4);
+    assert_eq!(
+        code(c.rt.container_status(ContainerStatusRequest { container_id: missing.clone(), verbose: false }).await),
+        Code::NotFound
+    );
+    assert_eq!(code(c.rt.start_container(StartContainerRequest { container_id: missing.clone() }).await), Code::NotFound);
+    assert_eq!(
+        code(c.rt.pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: missing.clone(), verbose: false }).await),
+        Code::NotFound
+    );
+    // Repeats of stop and remove are not errors.
+    assert_eq!(code(c.rt.remove_container(RemoveContainerRequest { container_id: missing.clone() }).await), Code::Ok);
+    assert_eq!(code(c.rt.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: missing.clone() }).await), Code::Ok);
+    assert_eq!(code(c.rt.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: missing.clone() }).await), Code::Ok);
+    assert_eq!(
+        code(c.rt.run_pod_sandbox(RunPodSandboxRequest { config: Some(PodSandboxConfig::default()), ..Default::default() }).await),
+        Code::InvalidArgument
+    );
+    let pc = pod_config("errors", &logs);
+    let pod = c.run_pod(pc.clone()).await;
+    assert_eq!(
+        code(c.rt.run_pod_sandbox(RunPodSandboxRequest { config: Some(pc.clone()), ..Default::default() }).await),
+        Code::AlreadyExists
+    );
+    let cc = container_config("one", BUSYBOX, &["sleep", "100"]);
+    assert_eq!(c.create(&missing, &pc, cc.clone()).await.unwrap_err().code(), Code::NotFound);
+    let no_image = container_config("x", "registry.berth.test/library/absent:1", &["true"]);
+    assert_eq!(c.create(&pod, &pc, no_image).await.unwrap_err().code(), Code::NotFound);
+    let mut bad_cap = cc.clone();
+    bad_cap.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext {
+            capabilities: Some(Capability { add_capabilities: vec!["NOT_A_CAP".into()], ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    assert_eq!(c.create(&pod, &pc, bad_cap).await.unwrap_err().code(), Code::InvalidArgument);
+    let id = c.create(&pod, &pc, cc.clone()).await.unwrap();
+    assert_eq!(c.create(&pod, &pc, cc).await.unwrap_err().code(), Code::AlreadyExists);
+    let exec = c.rt.exec_sync(ExecSyncRequest { container_id: id.clone(), cmd: vec!["true".into()], timeout: 0 }).await;
+    assert_eq!(code(exec), Code::FailedPrecondition, "exec in a container not started");
+    c.start(&id).await;
+    assert_eq!(code(c.rt.start_container(StartContainerRequest { container_id: id.clone() }).await), Code::FailedPrecondition);
+    let slow = c.rt.exec_sync(ExecSyncRequest { container_id: id.clone(), cmd: vec!["sleep".into(), "30".into()], timeout: 1 }).await;
+    assert_eq!(code(slow), Code::DeadlineExceeded);
+    assert_eq!(code(c.rt.stop_container(StopContainerRequest { container_id: id.clone(), timeout: 0 }).await), Code::Ok);
+    assert_eq!(code(c.rt.stop_container(StopContainerRequest { container_id: id.clone(), timeout: 0 }).await), Code::Ok);
+    c.remove_pod(&pod).await;
+    assert_eq!(
+        code(c.rt.container_status(ContainerStatusRequest { container_id: id, verbose: false }).await),
+        Code::NotFound,
+        "removing the pod removed its containers"
+    );
+}
