@@ -22,6 +22,13 @@ pub struct Config {
     /// cgroupfs; systemd is refused unless systemd runs as PID 1.
     pub cgroup_driver: String,
     pub log_level: String,
+    /// `host:port` for Prometheus metrics (`GET /metrics`); empty: off.
+    pub metrics_address: String,
+    /// `host:port` of the streaming server (exec, attach, port-forward); port 0
+    /// picks a free one.
+    pub streaming_address: String,
+    /// The pod sandbox image; empty: berth's built-in pause, which needs no pull.
+    pub sandbox_image: String,
     pub registry: Registry,
     pub cni: Cni,
 }
@@ -55,6 +62,9 @@ impl Default for Config {
             shim: "/usr/local/bin/berth-shim".into(),
             cgroup_driver: "cgroupfs".into(),
             log_level: "info".into(),
+            metrics_address: String::new(),
+            streaming_address: "127.0.0.1:0".into(),
+            sandbox_image: String::new(),
             registry: Registry::default(),
             cni: Cni::default(),
         }
@@ -98,6 +108,12 @@ impl Config {
             return Err(format!(
                 "state = {:?} is too long: shim socket paths under it would exceed the 107 bytes a unix socket path may have (keep it under 24 bytes, like /run/berth)",
                 self.state.display()
+            ));
+        }
+        if !self.sandbox_image.is_empty() {
+            return Err(format!(
+                "sandbox_image = {:?}: berth runs pods with its built-in pause; leave sandbox_image empty",
+                self.sandbox_image
             ));
         }
         match self.cgroup_driver.as_str() {

@@ -12,6 +12,7 @@
 //! - `shim`: berthd's side of berth-shim
 //! - `cni`, `netns`: pod networking
 //! - `stats`: cgroup usage
+//! - `metrics`: per-RPC counts and latencies for Prometheus
 //! - `status`: the one place where typed errors become gRPC codes
 
 pub mod cni;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod containers;
 pub mod daemon;
 pub mod image_service;
+pub mod metrics;
 pub mod netns;
 pub mod pods;
 pub mod runtime_service;

@@ -34,9 +34,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     daemon.recover().await;
     let runtime = crate::runtime_service::Runtime { daemon };
     let images = crate::image_service::Images { store };
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    if !config.metrics_address.is_empty() {
+        let (addr, m) = (config.metrics_address.clone(), metrics.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(addr.clone(), m).await {
+                tracing::error!(address = %addr, "metrics server: {e}");
+            }
+        });
+    }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
+            .layer(crate::metrics::Layer(metrics))
             .add_service(RuntimeServiceServer::new(runtime).max_decoding_message_size(16 << 20))
             .add_service(ImageServiceServer::new(images).max_decoding_message_size(16 << 20))
             .serve_with_incoming_shutdown(

@@ -27,7 +27,16 @@ impl Berthd {
         Berthd::launch(true)
     }
 
+    /// berthd with a bridge network and extra top-level config lines.
+    pub fn with_config(extra: &str) -> Berthd {
+        Berthd::launch_with(true, extra)
+    }
+
     fn launch(network: bool) -> Berthd {
+        Berthd::launch_with(network, "")
+    }
+
+    fn launch_with(network: bool, extra: &str) -> Berthd {
         require_root();
         let dir = tempfile::Builder::new().prefix("b-").tempdir_in("/run").unwrap();
         let d = dir.path();
@@ -52,7 +61,7 @@ impl Berthd {
             bridge = Some(name);
         }
         let config = format!(
-            "listen = \"{0}/berth.sock\"\nroot = \"{0}/root\"\nstate = \"{0}/s\"\nruntime = \"{1}\"\nshim = \"{2}\"\n\
+            "{extra}\nlisten = \"{0}/berth.sock\"\nroot = \"{0}/root\"\nstate = \"{0}/s\"\nruntime = \"{1}\"\nshim = \"{2}\"\n\
              [registry.mirrors]\n\"registry.berth.test\" = [\"{3}\"]\n[cni]\nconf_dir = \"{0}/cni\"\n",
             d.display(),
             bin("berth-runtime").display(),

@@ -482,3 +482,20 @@ async fn bad_calls_get_the_right_codes() {
         "removing the pod removed its containers"
     );
 }
+
+#[tokio::test]
+async fn metrics_count_calls_per_method() {
+    let port = 19000 + (std::process::id() % 1000) as u16;
+    let d = Berthd::with_config(&format!("metrics_address = \"127.0.0.1:{port}\""));
+    let mut c = client(&d).await;
+    for _ in 0..3 {
+        c.rt.version(VersionRequest::default()).await.unwrap();
+    }
+    let out = std::process::Command::new("curl")
+        .args(["-sf", &format!("http://127.0.0.1:{port}/metrics")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("berth_cri_requests_total{method=\"Version\"} 3"), "{text}");
+    assert!(text.contains("berth_cri_request_duration_seconds_bucket{method=\"Version\",le=\"+Inf\"} 3"));
+}
