@@ -8,12 +8,16 @@ cd "$BERTH_ROOT_DIR"
 
 "$BERTH_ROOT_DIR/hack/registry.sh" start
 
-if [ "${1:-}" = "--if-missing" ] && [ -f "$BERTH_TESTIMAGES_DIR/digests.tsv" ]; then
+# The catalogue's source, hashed: a changed catalogue means images to rebuild.
+catalogue=$(cat hack/testimages/src/*.rs | sha256sum | cut -d' ' -f1)
+if [ "${1:-}" = "--if-missing" ] && [ -f "$BERTH_TESTIMAGES_DIR/digests.tsv" ] \
+    && [ "$(cat "$BERTH_TESTIMAGES_DIR/catalogue" 2>/dev/null)" = "$catalogue" ]; then
     missing=0
     while IFS=$'\t' read -r name tag digest; do
         got=$(skopeo inspect --raw --tls-verify=false "docker://$BERTH_REGISTRY_ADDR/library/$name:$tag" 2>/dev/null | sha256sum | cut -d' ' -f1) || true
         [ "sha256:$got" = "$digest" ] || { missing=1; break; }
     done <"$BERTH_TESTIMAGES_DIR/digests.tsv"
+echo "$catalogue" >"$BERTH_TESTIMAGES_DIR/catalogue"
     if [ "$missing" = 0 ]; then
         log "test images already in the registry"
         exit 0
@@ -28,3 +32,4 @@ while IFS=$'\t' read -r name tag digest; do
     skopeo copy --quiet --all --preserve-digests --dest-tls-verify=false \
         "oci:$BERTH_TESTIMAGES_DIR/$name:$tag" "docker://$BERTH_REGISTRY_ADDR/library/$name:$tag"
 done <"$BERTH_TESTIMAGES_DIR/digests.tsv"
+echo "$catalogue" >"$BERTH_TESTIMAGES_DIR/catalogue"

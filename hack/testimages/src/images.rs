@@ -42,6 +42,14 @@ pub fn build_all(busybox: &Path, out: &Path) -> Result<Vec<Built>> {
             "Labels": {"org.berth.test": "httpd"},
         }),
     )?);
+    // A sandbox image for containerd's CRI in the benchmarks: sleeps until killed.
+    built.push(single(
+        out,
+        "pause",
+        &base,
+        &[],
+        json!({"Env": [PATH_ENV], "Entrypoint": ["sleep", "2147483647"]}),
+    )?);
     let users = users_layer()?;
     built.push(single(
         out,

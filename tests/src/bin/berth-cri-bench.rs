@@ -1,0 +1,140 @@
+//! A CRI client for the benchmarks: stays connected to one socket and times each
+//! call server-round-trip, so the figures are the runtime's, not a CLI's start-up.
+//!
+//! `berth-cri-bench --socket PATH --image IMAGE --pods N [--hold]`
+//! runs N pods (RunPodSandbox, CreateContainer, StartContainer), then tears them
+//! down (StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox), one
+//! after another; with `--hold` all N pods run at once before the teardown, and
+//! the tool waits for a line on stdin in between (the caller measures memory).
+//! Prints one JSON object: call name to a list of milliseconds.
+//!
+//! `berth-cri-bench --socket PATH --image IMAGE --exec-sync N` times N ExecSync
+//! calls of `true` in one running container.
+
+use berth_proto::v1::image_service_client::ImageServiceClient;
+use berth_proto::v1::runtime_service_client::RuntimeServiceClient;
+use berth_proto::v1::*;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+struct Args {
+    socket: String,
+    image: String,
+    pods: usize,
+    hold: bool,
+    exec_sync: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args { socket: String::new(), image: String::new(), pods: 10, hold: false, exec_sync: 0 };
+    let mut it = std::env::args().skip(1);
+    while let Some(x) = it.next() {
+        match x.as_str() {
+            "--socket" => a.socket = it.next().expect("--socket PATH"),
+            "--image" => a.image = it.next().expect("--image IMAGE"),
+            "--pods" => a.pods = it.next().and_then(|n| n.parse().ok()).expect("--pods N"),
+            "--exec-sync" => a.exec_sync = it.next().and_then(|n| n.parse().ok()).expect("--exec-sync N"),
+            "--hold" => a.hold = true,
+            other => panic!("unknown argument {other:?}"),
+        }
+    }
+    a
+}
+
+type Times = BTreeMap<&'static str, Vec<f64>>;
+
+async fn timed<T>(times: &mut Times, name: &'static str, f: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>) -> T {
+    let t = Instant::now();
+    let r = f.await.unwrap_or_else(|e| panic!("{name}: {e}"));
+    times.entry(name).or_default().push(t.elapsed().as_secs_f64() * 1000.0);
+    r.into_inner()
+}
+
+fn pod_config(i: usize, logs: &str) -> PodSandboxConfig {
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: format!("bench-{i}"),
+            uid: format!("bench-uid-{i}-{}", std::process::id()),
+            namespace: "bench".into(),
+            attempt: 0,
+        }),
+        log_directory: logs.into(),
+        linux: Some(LinuxPodSandboxConfig::default()),
+        ..Default::default()
+    }
+}
+
+fn container_config(image: &str) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata { name: "main".into(), attempt: 0 }),
+        image: Some(ImageSpec { image: image.into(), ..Default::default() }),
+        command: vec!["sleep".into(), "3600".into()],
+        log_path: "main.log".into(),
+        linux: Some(LinuxContainerConfig::default()),
+        ..Default::default()
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let a = args();
+    let path = a.socket.clone();
+    let ch = tonic::transport::Endpoint::try_from("http://[::]:50051")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = path.clone();
+            async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+        }))
+        .await
+        .expect("connecting to the CRI socket");
+    let mut rt = RuntimeServiceClient::new(ch.clone());
+    let mut img = ImageServiceClient::new(ch);
+    img.pull_image(PullImageRequest { image: Some(ImageSpec { image: a.image.clone(), ..Default::default() }), ..Default::default() })
+        .await
+        .expect("pulling the image");
+    let logs = format!("/run/berth-cri-bench-logs-{}", std::process::id());
+    let mut times = Times::new();
+    if a.exec_sync > 0 {
+        let pc = pod_config(0, &logs);
+        let pod = timed(&mut times, "RunPodSandbox", rt.run_pod_sandbox(RunPodSandboxRequest { config: Some(pc.clone()), ..Default::default() })).await.pod_sandbox_id;
+        let id = timed(&mut times, "CreateContainer", rt.create_container(CreateContainerRequest { pod_sandbox_id: pod.clone(), config: Some(container_config(&a.image)), sandbox_config: Some(pc) })).await.container_id;
+        timed(&mut times, "StartContainer", rt.start_container(StartContainerRequest { container_id: id.clone() })).await;
+        for _ in 0..a.exec_sync {
+            let r = timed(&mut times, "ExecSync", rt.exec_sync(ExecSyncRequest { container_id: id.clone(), cmd: vec!["true".into()], timeout: 10 })).await;
+            assert_eq!(r.exit_code, 0);
+        }
+        timed(&mut times, "StopPodSandbox", rt.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() })).await;
+        timed(&mut times, "RemovePodSandbox", rt.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod })).await;
+    } else {
+        let mut running = Vec::new();
+        let teardown = async |rt: &mut RuntimeServiceClient<_>, times: &mut Times, pod: String, id: String| {
+            timed(times, "StopContainer", rt.stop_container(StopContainerRequest { container_id: id.clone(), timeout: 0 })).await;
+            timed(times, "RemoveContainer", rt.remove_container(RemoveContainerRequest { container_id: id })).await;
+            timed(times, "StopPodSandbox", rt.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() })).await;
+            timed(times, "RemovePodSandbox", rt.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod })).await;
+        };
+        for i in 0..a.pods {
+            let start = Instant::now();
+            let pc = pod_config(i, &logs);
+            let pod = timed(&mut times, "RunPodSandbox", rt.run_pod_sandbox(RunPodSandboxRequest { config: Some(pc.clone()), ..Default::default() })).await.pod_sandbox_id;
+            let id = timed(&mut times, "CreateContainer", rt.create_container(CreateContainerRequest { pod_sandbox_id: pod.clone(), config: Some(container_config(&a.image)), sandbox_config: Some(pc) })).await.container_id;
+            timed(&mut times, "StartContainer", rt.start_container(StartContainerRequest { container_id: id.clone() })).await;
+            times.entry("PodStart").or_default().push(start.elapsed().as_secs_f64() * 1000.0);
+            if a.hold {
+                running.push((pod, id));
+            } else {
+                teardown(&mut rt, &mut times, pod, id).await;
+            }
+        }
+        if a.hold {
+            println!("{{\"holding\": {}}}", running.len());
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+            for (pod, id) in running {
+                teardown(&mut rt, &mut times, pod, id).await;
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&logs);
+    println!("{}", serde_json::to_string(&times).unwrap());
+}
