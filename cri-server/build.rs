@@ -10,9 +10,28 @@ fn main() {
     let target = std::env::var("TARGET").expect("TARGET");
     println!("cargo:rerun-if-changed=pause/pause.rs");
     let status = Command::new(rustc)
-        .args(["--edition", "2024", "--crate-type", "bin", "--target", &target])
-        .args(["-C", "opt-level=s", "-C", "panic=abort", "-C", "strip=symbols"])
-        .args(["-C", "target-feature=+crt-static", "-C", "relocation-model=static"])
+        .args([
+            "--edition",
+            "2024",
+            "--crate-type",
+            "bin",
+            "--target",
+            &target,
+        ])
+        .args([
+            "-C",
+            "opt-level=s",
+            "-C",
+            "panic=abort",
+            "-C",
+            "strip=symbols",
+        ])
+        .args([
+            "-C",
+            "target-feature=+crt-static",
+            "-C",
+            "relocation-model=static",
+        ])
         // libc.a's cold paths name the unwinder even though pause never unwinds.
         .args(["-C", "link-arg=-lgcc_eh", "-C", "link-arg=-lgcc"])
         .arg("-o")

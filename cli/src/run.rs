@@ -91,7 +91,8 @@ pub fn run(
             "--name {id:?}: use letters, digits, '_', '.' and '-'"
         )));
     }
-    let dir = root.join("containers").join(&id);
+    // Apart from berthd's containers: the two share the image store only.
+    let dir = root.join("cli").join("containers").join(&id);
     if dir.exists() {
         return Err(fail(format!(
             "a container named {id:?} already exists ({})",
@@ -115,7 +116,7 @@ pub fn run(
     .map_err(|e| fail(e.to_string()))?;
 
     let status = std::process::Command::new(runtime_binary())
-        .args(["--root", "/run/berth/runtime", "run", "--bundle"])
+        .args(["--root", "/run/berth/cli", "run", "--bundle"])
         .arg(&dir)
         .arg(&id)
         .status()

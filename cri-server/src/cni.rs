@@ -97,7 +97,12 @@ impl Cni {
     }
 
     /// DEL in reverse order with ADD's result; every plugin runs even if one fails.
-    pub async fn del(&self, net: &NetworkList, a: &Attachment, prev: Option<&Value>) -> Result<(), String> {
+    pub async fn del(
+        &self,
+        net: &NetworkList,
+        a: &Attachment,
+        prev: Option<&Value>,
+    ) -> Result<(), String> {
         let mut first_err = None;
         for plugin in net.plugins.iter().rev() {
             let conf = plugin_config(net, plugin, prev, a);
@@ -112,7 +117,12 @@ impl Cni {
     }
 
     /// CHECK with ADD's result (CNI 0.4.0 and later).
-    pub async fn check(&self, net: &NetworkList, a: &Attachment, prev: &Value) -> Result<(), String> {
+    pub async fn check(
+        &self,
+        net: &NetworkList,
+        a: &Attachment,
+        prev: &Value,
+    ) -> Result<(), String> {
         for plugin in &net.plugins {
             let conf = plugin_config(net, plugin, Some(prev), a);
             self.exec(plugin, "CHECK", conf, a, IFNAME).await?;
@@ -122,7 +132,9 @@ impl Cni {
 
     async fn loopback(&self, command: &str, a: &Attachment) -> Result<(), String> {
         let conf = json!({"cniVersion": "1.0.0", "name": "cni-loopback", "type": "loopback"});
-        self.exec(&conf, command, conf.clone(), a, "lo").await.map(|_| ())
+        self.exec(&conf, command, conf.clone(), a, "lo")
+            .await
+            .map(|_| ())
     }
 
     async fn exec(
@@ -163,15 +175,17 @@ impl Cni {
                 .await
                 .map_err(|e| format!("CNI plugin {kind}: writing its config: {e}"))?;
         }
-        let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
-            .await
-            .map_err(|_| format!("CNI plugin {kind} {command} did not finish within 60 s"))?
-            .map_err(|e| format!("CNI plugin {kind}: {e}"))?;
+        let out =
+            tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+                .await
+                .map_err(|_| format!("CNI plugin {kind} {command} did not finish within 60 s"))?
+                .map_err(|e| format!("CNI plugin {kind}: {e}"))?;
         if !out.status.success() {
             let err: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-            let msg = err["msg"].as_str().map(String::from).unwrap_or_else(|| {
-                String::from_utf8_lossy(&out.stderr).trim().to_string()
-            });
+            let msg = err["msg"]
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| String::from_utf8_lossy(&out.stderr).trim().to_string());
             let details = err["details"].as_str().unwrap_or_default();
             return Err(format!(
                 "CNI plugin {kind} {command} failed: {msg}{}{details}",
@@ -187,8 +201,7 @@ impl Cni {
 }
 
 fn parse_network(file: &Path) -> Result<NetworkList, String> {
-    let text =
-        std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let v: Value =
         serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", file.display()))?;
     let plugins = match v["plugins"].as_array() {
@@ -210,7 +223,12 @@ fn parse_network(file: &Path) -> Result<NetworkList, String> {
 
 /// A plugin's stdin: its config with the list's name and version, the previous
 /// result, and the runtime config for the capabilities it declares.
-pub fn plugin_config(net: &NetworkList, plugin: &Value, prev: Option<&Value>, a: &Attachment) -> Value {
+pub fn plugin_config(
+    net: &NetworkList,
+    plugin: &Value,
+    prev: Option<&Value>,
+    a: &Attachment,
+) -> Value {
     let mut conf = plugin.clone();
     conf["name"] = json!(net.name);
     conf["cniVersion"] = json!(net.version);
@@ -279,9 +297,16 @@ mod tests {
         assert_eq!(c["cniVersion"], "1.0.0");
         assert_eq!(c["prevResult"], json!({"ips": []}));
         assert_eq!(c["runtimeConfig"]["portMappings"][0]["hostPort"], 8080);
-        assert!(c["runtimeConfig"].get("dns").is_none(), "dns was not declared");
+        assert!(
+            c["runtimeConfig"].get("dns").is_none(),
+            "dns was not declared"
+        );
         let bridge = json!({"type": "bridge"});
-        assert!(plugin_config(&net, &bridge, None, &a).get("runtimeConfig").is_none());
+        assert!(
+            plugin_config(&net, &bridge, None, &a)
+                .get("runtimeConfig")
+                .is_none()
+        );
     }
 
     #[test]
@@ -293,11 +318,25 @@ mod tests {
     #[test]
     fn the_first_config_by_name_is_the_network() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("20-b.conflist"), r#"{"cniVersion":"1.0.0","name":"b","plugins":[{"type":"bridge"}]}"#).unwrap();
-        std::fs::write(dir.path().join("10-a.conf"), r#"{"cniVersion":"0.4.0","name":"a","type":"bridge"}"#).unwrap();
+        std::fs::write(
+            dir.path().join("20-b.conflist"),
+            r#"{"cniVersion":"1.0.0","name":"b","plugins":[{"type":"bridge"}]}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("10-a.conf"),
+            r#"{"cniVersion":"0.4.0","name":"a","type":"bridge"}"#,
+        )
+        .unwrap();
         std::fs::write(dir.path().join("05-broken.conflist"), "{").unwrap();
-        let cni = Cni { conf_dir: dir.path().into(), bin_dirs: vec![] };
+        let cni = Cni {
+            conf_dir: dir.path().into(),
+            bin_dirs: vec![],
+        };
         let n = cni.network().unwrap();
-        assert_eq!((n.name.as_str(), n.version.as_str(), n.plugins.len()), ("a", "0.4.0", 1));
+        assert_eq!(
+            (n.name.as_str(), n.version.as_str(), n.plugins.len()),
+            ("a", "0.4.0", 1)
+        );
     }
 }

@@ -17,7 +17,10 @@ use tonic::Status;
 pub fn name_key(c: &cri::ContainerConfig, pod: &cri::PodSandboxConfig) -> String {
     let m = c.metadata.clone().unwrap_or_default();
     let p = pod.metadata.clone().unwrap_or_default();
-    format!("{}_{}_{}_{}_{}", m.name, p.name, p.namespace, p.uid, m.attempt)
+    format!(
+        "{}_{}_{}_{}_{}",
+        m.name, p.name, p.namespace, p.uid, m.attempt
+    )
 }
 
 fn internal(what: &str) -> impl Fn(String) -> Status + '_ {
@@ -38,10 +41,9 @@ pub async fn create(
             prec.id
         )));
     }
-    let meta = config
-        .metadata
-        .clone()
-        .ok_or_else(|| Status::invalid_argument("config.metadata is missing: a container needs a name"))?;
+    let meta = config.metadata.clone().ok_or_else(|| {
+        Status::invalid_argument("config.metadata is missing: a container needs a name")
+    })?;
     if meta.name.is_empty() {
         return Err(Status::invalid_argument("config.metadata.name is empty"));
     }
@@ -52,7 +54,9 @@ pub async fn create(
         .filter(|i| !i.is_empty())
         .ok_or_else(|| Status::invalid_argument("config.image.image is empty: name the image"))?;
     let stored_pod_config: cri::PodSandboxConfig = store::decode(&prec.config);
-    let pod_config = pod_config.filter(|p| p.metadata.is_some()).unwrap_or(stored_pod_config.clone());
+    let pod_config = pod_config
+        .filter(|p| p.metadata.is_some())
+        .unwrap_or(stored_pod_config.clone());
     let images = d.images.clone();
     let name = image_name.clone();
     let (image, image_config) = tokio::task::spawn_blocking(move || {
@@ -72,7 +76,10 @@ pub async fn create(
     let id = store::new_id();
     let key = name_key(&config, &stored_pod_config);
     d.reserve_name(&key, &id, "container")?;
-    let log_path = match (stored_pod_config.log_directory.as_str(), config.log_path.as_str()) {
+    let log_path = match (
+        stored_pod_config.log_directory.as_str(),
+        config.log_path.as_str(),
+    ) {
         (_, "") => String::new(),
         ("", p) => p.to_string(),
         (dir, p) => PathBuf::from(dir).join(p).to_string_lossy().to_string(),
@@ -83,7 +90,11 @@ pub async fn create(
         state: ContainerState::Creating,
         config: store::encode(&config),
         image_id: image.id.clone(),
-        image_ref: image.repo_digests.first().cloned().unwrap_or_else(|| image.id.clone()),
+        image_ref: image
+            .repo_digests
+            .first()
+            .cloned()
+            .unwrap_or_else(|| image.id.clone()),
         log_path,
         created_at: store::now_ns(),
         started_at: 0,
@@ -153,7 +164,8 @@ async fn build(
         pause_pid: pod.pause_pid,
         cgroup_parent: &pod.cgroup_parent,
     };
-    let mut built = spec::container(&id, config, image_config, &ctx, &rootfs).map_err(Status::invalid_argument)?;
+    let mut built = spec::container(&id, config, image_config, &ctx, &rootfs)
+        .map_err(Status::invalid_argument)?;
     // A TARGET pid namespace is the target container's.
     if let Some(nss) = built.spec["linux"]["namespaces"].as_array_mut() {
         for ns in nss {
@@ -169,18 +181,29 @@ async fn build(
             }
         }
     }
-    store::write_atomic(&dir.join("config.json"), &serde_json::to_vec_pretty(&built.spec).unwrap_or_default())
-        .map_err(|e| Status::internal(format!("writing the bundle: {e}")))?;
+    store::write_atomic(
+        &dir.join("config.json"),
+        &serde_json::to_vec_pretty(&built.spec).unwrap_or_default(),
+    )
+    .map_err(|e| Status::internal(format!("writing the bundle: {e}")))?;
     let log_path = obj.get().log_path;
     if !log_path.is_empty()
         && let Some(parent) = std::path::Path::new(&log_path).parent()
     {
-        std::fs::create_dir_all(parent).map_err(|e| Status::internal(format!("creating {}: {e}", parent.display())))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Status::internal(format!("creating {}: {e}", parent.display())))?;
     }
     obj.update(|r| {
         r.stop_signal = built.stop_signal;
-        r.cgroups_path = built.spec["linux"]["cgroupsPath"].as_str().unwrap_or_default().to_string();
-        r.user = (built.user.uid, built.user.gid, std::mem::take(&mut built.user.additional_gids));
+        r.cgroups_path = built.spec["linux"]["cgroupsPath"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        r.user = (
+            built.user.uid,
+            built.user.gid,
+            std::mem::take(&mut built.user.additional_gids),
+        );
     });
     let pid = shim::start(
         &d.bins,
@@ -306,7 +329,13 @@ pub async fn remove(d: &Arc<Daemon>, id: &str) -> Result<(), Status> {
     crate::pods::unmount_under(&dir);
     let _ = std::fs::remove_dir_all(d.paths.shim_dir(&rec.id));
     std::fs::remove_dir_all(&dir)
-        .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
         .map_err(|e| Status::internal(format!("removing {}: {e}", dir.display())))?;
     lock(&d.containers).remove(&rec.id);
     let config: cri::ContainerConfig = store::decode(&rec.config);
@@ -344,10 +373,14 @@ pub fn status_of(rec: &ContainerRecord) -> cri::ContainerStatus {
         annotations: config.annotations.clone(),
         mounts: config.mounts.clone(),
         log_path: rec.log_path.clone(),
-        resources: config.linux.as_ref().and_then(|l| l.resources.clone()).map(|r| cri::ContainerResources {
-            linux: Some(r),
-            ..Default::default()
-        }),
+        resources: config
+            .linux
+            .as_ref()
+            .and_then(|l| l.resources.clone())
+            .map(|r| cri::ContainerResources {
+                linux: Some(r),
+                ..Default::default()
+            }),
         user: Some(cri::ContainerUser {
             linux: Some(cri::LinuxContainerUser {
                 uid: rec.user.0 as i64,
@@ -376,7 +409,10 @@ pub fn to_cri(rec: &ContainerRecord) -> cri::Container {
 }
 
 pub fn matches(rec: &ContainerRecord, f: &cri::ContainerFilter) -> bool {
-    if matches!(rec.state, ContainerState::Creating | ContainerState::Removing) {
+    if matches!(
+        rec.state,
+        ContainerState::Creating | ContainerState::Removing
+    ) {
         return false;
     }
     if !f.id.is_empty() && !rec.id.starts_with(&f.id) {
@@ -391,7 +427,9 @@ pub fn matches(rec: &ContainerRecord, f: &cri::ContainerFilter) -> bool {
     {
         return false;
     }
-    f.label_selector.iter().all(|(k, v)| s.labels.get(k) == Some(v))
+    f.label_selector
+        .iter()
+        .all(|(k, v)| s.labels.get(k) == Some(v))
 }
 
 /// The container's process config (user, env, cwd, capabilities, seccomp...) with
@@ -422,19 +460,30 @@ pub fn running(d: &Daemon, id: &str) -> Result<Container, Status> {
 
 /// Runs a command in the container through a shim of its own and returns its
 /// exit code and output. A timeout (seconds, 0 for none) kills it.
-pub async fn exec_sync(d: &Arc<Daemon>, id: &str, cmd: Vec<String>, timeout: i64) -> Result<cri::ExecSyncResponse, Status> {
+pub async fn exec_sync(
+    d: &Arc<Daemon>,
+    id: &str,
+    cmd: Vec<String>,
+    timeout: i64,
+) -> Result<cri::ExecSyncResponse, Status> {
     if cmd.is_empty() {
-        return Err(Status::invalid_argument("cmd is empty: give the command to run"));
+        return Err(Status::invalid_argument(
+            "cmd is empty: give the command to run",
+        ));
     }
     let c = running(d, id)?;
     let id = c.get().id;
     let process = exec_process(d, &id, &cmd, false)?;
     let exec_dir = d.paths.state.join("execs").join(store::new_id());
-    std::fs::create_dir_all(&exec_dir).map_err(|e| Status::internal(format!("creating {}: {e}", exec_dir.display())))?;
+    std::fs::create_dir_all(&exec_dir)
+        .map_err(|e| Status::internal(format!("creating {}: {e}", exec_dir.display())))?;
     let cleanup = ExecDir(exec_dir.clone());
     let process_file = exec_dir.join("process.json");
-    store::write_atomic(&process_file, &serde_json::to_vec(&process).unwrap_or_default())
-        .map_err(|e| Status::internal(format!("writing {}: {e}", process_file.display())))?;
+    store::write_atomic(
+        &process_file,
+        &serde_json::to_vec(&process).unwrap_or_default(),
+    )
+    .map_err(|e| Status::internal(format!("writing {}: {e}", process_file.display())))?;
     shim::start(
         &d.bins,
         &shim::Launch {
@@ -462,7 +511,8 @@ pub async fn exec_sync(d: &Arc<Daemon>, id: &str, cmd: Vec<String>, timeout: i64
             )));
         }
     };
-    let exit = exit.ok_or_else(|| Status::internal("the exec's shim ended without recording an exit"))?;
+    let exit =
+        exit.ok_or_else(|| Status::internal("the exec's shim ended without recording an exit"))?;
     let read = |f: &str| std::fs::read(exec_dir.join(f)).unwrap_or_default();
     let resp = cri::ExecSyncResponse {
         stdout: read("stdout"),
@@ -481,16 +531,27 @@ impl Drop for ExecDir {
     }
 }
 
-pub async fn update_resources(d: &Arc<Daemon>, id: &str, res: cri::LinuxContainerResources) -> Result<(), Status> {
+pub async fn update_resources(
+    d: &Arc<Daemon>,
+    id: &str,
+    res: cri::LinuxContainerResources,
+) -> Result<(), Status> {
     let c = d.container(id)?;
     let _guard = c.op.lock().await;
     let rec = c.get();
     if !matches!(rec.state, ContainerState::Created | ContainerState::Running) {
-        return Err(Status::failed_precondition(format!("container {} is not running", rec.id)));
+        return Err(Status::failed_precondition(format!(
+            "container {} is not running",
+            rec.id
+        )));
     }
     let mut r = serde_json::json!({});
     let mut cpu = serde_json::Map::new();
-    for (k, v) in [("shares", res.cpu_shares), ("quota", res.cpu_quota), ("period", res.cpu_period)] {
+    for (k, v) in [
+        ("shares", res.cpu_shares),
+        ("quota", res.cpu_quota),
+        ("period", res.cpu_period),
+    ] {
         if v > 0 {
             cpu.insert(k.into(), v.into());
         }
@@ -511,7 +572,8 @@ pub async fn update_resources(d: &Arc<Daemon>, id: &str, res: cri::LinuxContaine
         r["unified"] = serde_json::json!(res.unified);
     }
     let file = d.paths.container_dir(&rec.id).join("resources.json");
-    store::write_atomic(&file, &serde_json::to_vec(&r).unwrap_or_default()).map_err(|e| internal("writing resources")(e.to_string()))?;
+    store::write_atomic(&file, &serde_json::to_vec(&r).unwrap_or_default())
+        .map_err(|e| internal("writing resources")(e.to_string()))?;
     d.runtime(&["update", "--resources", &file.to_string_lossy(), &rec.id])
         .await
         .map_err(|e| Status::internal(format!("updating container {}: {e}", rec.id)))?;

@@ -284,7 +284,12 @@ impl Daemon {
         // one removed; kubelet retries either.
         let unfinished: Vec<Container> = lock(&self.containers)
             .values()
-            .filter(|c| matches!(c.get().state, ContainerState::Creating | ContainerState::Removing))
+            .filter(|c| {
+                matches!(
+                    c.get().state,
+                    ContainerState::Creating | ContainerState::Removing
+                )
+            })
             .cloned()
             .collect();
         for c in unfinished {
@@ -311,17 +316,24 @@ impl Daemon {
 
     /// Runtime containers, shims and network namespaces that belong to no record.
     async fn clean_orphans(&self) {
-        let known = |id: &str| {
-            lock(&self.pods).contains_key(id) || lock(&self.containers).contains_key(id)
-        };
-        for e in std::fs::read_dir(&self.bins.runtime_root).into_iter().flatten().flatten() {
+        let known =
+            |id: &str| lock(&self.pods).contains_key(id) || lock(&self.containers).contains_key(id);
+        for e in std::fs::read_dir(&self.bins.runtime_root)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let id = e.file_name().to_string_lossy().to_string();
             if !known(&id) {
                 tracing::warn!(id = %id, "deleting an orphaned runtime container");
                 let _ = self.runtime(&["delete", "--force", &id]).await;
             }
         }
-        for e in std::fs::read_dir(self.paths.state.join("shims")).into_iter().flatten().flatten() {
+        for e in std::fs::read_dir(self.paths.state.join("shims"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let id = e.file_name().to_string_lossy().to_string();
             if !known(&id) {
                 if let Some(pid) = shim::shim_pid(&e.path()) {
@@ -331,7 +343,11 @@ impl Daemon {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
-        for e in std::fs::read_dir(self.paths.netns_dir()).into_iter().flatten().flatten() {
+        for e in std::fs::read_dir(self.paths.netns_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let id = e.file_name().to_string_lossy().to_string();
             if !known(&id) {
                 tracing::warn!(netns = %e.path().display(), "removing an orphaned network namespace");
@@ -348,7 +364,11 @@ pub fn apply_exit(r: &mut ContainerRecord, exit: Option<&shim::Exit>) {
             r.state = ContainerState::Exited;
             r.exit_code = e.exit_code;
             r.oom_killed = e.oom_killed;
-            r.finished_at = if e.finished_at_ns > 0 { e.finished_at_ns } else { store::now_ns() };
+            r.finished_at = if e.finished_at_ns > 0 {
+                e.finished_at_ns
+            } else {
+                store::now_ns()
+            };
             r.reason = if e.oom_killed {
                 "OOMKilled"
             } else if e.exit_code == 0 {

@@ -12,7 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::codegen::http;
 
 /// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 #[derive(Default)]
 struct Histogram {
@@ -47,7 +49,10 @@ impl Metrics {
             "# HELP berth_cri_requests_total CRI calls served, by method.\n# TYPE berth_cri_requests_total counter\n",
         );
         for (m, h) in map.iter() {
-            s.push_str(&format!("berth_cri_requests_total{{method=\"{m}\"}} {}\n", h.count));
+            s.push_str(&format!(
+                "berth_cri_requests_total{{method=\"{m}\"}} {}\n",
+                h.count
+            ));
         }
         s.push_str("# HELP berth_cri_request_duration_seconds CRI call latency, by method.\n# TYPE berth_cri_request_duration_seconds histogram\n");
         for (m, h) in map.iter() {
@@ -57,9 +62,18 @@ impl Metrics {
                     h.counts[i]
                 ));
             }
-            s.push_str(&format!("berth_cri_request_duration_seconds_bucket{{method=\"{m}\",le=\"+Inf\"}} {}\n", h.count));
-            s.push_str(&format!("berth_cri_request_duration_seconds_sum{{method=\"{m}\"}} {}\n", h.sum));
-            s.push_str(&format!("berth_cri_request_duration_seconds_count{{method=\"{m}\"}} {}\n", h.count));
+            s.push_str(&format!(
+                "berth_cri_request_duration_seconds_bucket{{method=\"{m}\",le=\"+Inf\"}} {}\n",
+                h.count
+            ));
+            s.push_str(&format!(
+                "berth_cri_request_duration_seconds_sum{{method=\"{m}\"}} {}\n",
+                h.sum
+            ));
+            s.push_str(&format!(
+                "berth_cri_request_duration_seconds_count{{method=\"{m}\"}} {}\n",
+                h.count
+            ));
         }
         s
     }
@@ -71,7 +85,10 @@ pub struct Layer(pub Arc<Metrics>);
 impl<S> tower::Layer<S> for Layer {
     type Service = Service<S>;
     fn layer(&self, inner: S) -> Service<S> {
-        Service { inner, metrics: self.0.clone() }
+        Service {
+            inner,
+            metrics: self.0.clone(),
+        }
     }
 }
 
@@ -96,7 +113,13 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         // "/runtime.v1.RuntimeService/RunPodSandbox" → "RunPodSandbox"
-        let method = req.uri().path().rsplit('/').next().unwrap_or_default().to_string();
+        let method = req
+            .uri()
+            .path()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         let start = Instant::now();
         let fut = self.inner.call(req);
         let metrics = self.metrics.clone();
@@ -122,7 +145,10 @@ pub async fn serve(addr: String, metrics: Arc<Metrics>) -> std::io::Result<()> {
             let (status, body) = if req.starts_with("GET /metrics ") {
                 ("200 OK", metrics.render())
             } else {
-                ("404 Not Found", "only /metrics is served here\n".to_string())
+                (
+                    "404 Not Found",
+                    "only /metrics is served here\n".to_string(),
+                )
             };
             let head = format!(
                 "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",

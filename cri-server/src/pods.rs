@@ -50,11 +50,16 @@ pub fn install_pause(d: &Daemon) -> std::io::Result<()> {
     Ok(())
 }
 
-pub async fn run(d: &Arc<Daemon>, config: cri::PodSandboxConfig, handler: String) -> Result<String, Status> {
-    let meta = config
-        .metadata
-        .clone()
-        .ok_or_else(|| Status::invalid_argument("config.metadata is missing: a pod needs a name, namespace and uid"))?;
+pub async fn run(
+    d: &Arc<Daemon>,
+    config: cri::PodSandboxConfig,
+    handler: String,
+) -> Result<String, Status> {
+    let meta = config.metadata.clone().ok_or_else(|| {
+        Status::invalid_argument(
+            "config.metadata is missing: a pod needs a name, namespace and uid",
+        )
+    })?;
     if meta.name.is_empty() {
         return Err(Status::invalid_argument("config.metadata.name is empty"));
     }
@@ -119,17 +124,28 @@ pub async fn run(d: &Arc<Daemon>, config: cri::PodSandboxConfig, handler: String
     }
 }
 
-async fn setup(d: &Arc<Daemon>, obj: &Pod, config: &cri::PodSandboxConfig, net: Option<crate::cni::NetworkList>) -> Result<(), Status> {
+async fn setup(
+    d: &Arc<Daemon>,
+    obj: &Pod,
+    config: &cri::PodSandboxConfig,
+    net: Option<crate::cni::NetworkList>,
+) -> Result<(), Status> {
     let rec = obj.get();
     let dir = d.paths.pod_dir(&rec.id);
     let ns = ns_options(config);
-    write_pod_files(&dir, config).map_err(|e| Status::internal(format!("writing pod files in {}: {e}", dir.display())))?;
+    write_pod_files(&dir, config)
+        .map_err(|e| Status::internal(format!("writing pod files in {}: {e}", dir.display())))?;
     if ns.ipc != NamespaceMode::Node as i32 {
-        mount_shm(&dir.join("shm")).map_err(|e| Status::internal(format!("mounting the pod's /dev/shm: {e}")))?;
+        mount_shm(&dir.join("shm"))
+            .map_err(|e| Status::internal(format!("mounting the pod's /dev/shm: {e}")))?;
     }
     if let (Some(netns), Some(net)) = (&rec.netns, net) {
-        crate::netns::create(netns)
-            .map_err(|e| Status::internal(format!("creating the network namespace {}: {e}", netns.display())))?;
+        crate::netns::create(netns).map_err(|e| {
+            Status::internal(format!(
+                "creating the network namespace {}: {e}",
+                netns.display()
+            ))
+        })?;
         let a = attachment(d, &rec, config);
         let result = d.cni.add(&net, &a).await.map_err(Status::unavailable)?;
         let ips = crate::cni::result_ips(&result);
@@ -150,10 +166,14 @@ async fn setup(d: &Arc<Daemon>, obj: &Pod, config: &cri::PodSandboxConfig, net: 
         pause_pid: 0,
         cgroup_parent: &rec.cgroup_parent,
     };
-    let pause_spec = spec::pause(&ctx, &d.paths.pause_rootfs()).map_err(Status::invalid_argument)?;
+    let pause_spec =
+        spec::pause(&ctx, &d.paths.pause_rootfs()).map_err(Status::invalid_argument)?;
     let bundle = dir.join("bundle");
-    store::write_atomic(&bundle.join("config.json"), &serde_json::to_vec(&pause_spec).unwrap_or_default())
-        .map_err(|e| Status::internal(format!("writing the pause bundle: {e}")))?;
+    store::write_atomic(
+        &bundle.join("config.json"),
+        &serde_json::to_vec(&pause_spec).unwrap_or_default(),
+    )
+    .map_err(|e| Status::internal(format!("writing the pause bundle: {e}")))?;
     let pid = shim::start(
         &d.bins,
         &shim::Launch {
@@ -192,9 +212,10 @@ fn attachment(d: &Daemon, rec: &PodRecord, config: &cri::PodSandboxConfig) -> At
             v
         })
         .collect();
-    let dns = config.dns_config.as_ref().map(|c| {
-        json!({"servers": c.servers, "searches": c.searches, "options": c.options})
-    });
+    let dns = config
+        .dns_config
+        .as_ref()
+        .map(|c| json!({"servers": c.servers, "searches": c.searches, "options": c.options}));
     Attachment {
         pod_id: rec.id.clone(),
         netns: rec.netns.clone().unwrap_or_default(),
@@ -213,7 +234,10 @@ fn write_pod_files(dir: &Path, c: &cri::PodSandboxConfig) -> std::io::Result<()>
     std::fs::create_dir_all(dir)?;
     let host_net = host_network(c);
     let hostname = if c.hostname.is_empty() {
-        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string()
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap_or_default()
+            .trim()
+            .to_string()
     } else {
         c.hostname.clone()
     };
@@ -221,14 +245,15 @@ fn write_pod_files(dir: &Path, c: &cri::PodSandboxConfig) -> std::io::Result<()>
     let hosts = if host_net {
         std::fs::read("/etc/hosts").unwrap_or_default()
     } else {
-        format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
-        )
-        .into_bytes()
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+            .as_bytes()
+            .to_vec()
     };
     store::write_atomic(&dir.join("hosts"), &hosts)?;
     let resolv = match &c.dns_config {
-        Some(dns) if !(dns.servers.is_empty() && dns.searches.is_empty() && dns.options.is_empty()) => {
+        Some(dns)
+            if !(dns.servers.is_empty() && dns.searches.is_empty() && dns.options.is_empty()) =>
+        {
             resolv_conf(dns).into_bytes()
         }
         _ => std::fs::read("/etc/resolv.conf").unwrap_or_default(),
@@ -256,7 +281,8 @@ fn mount_shm(path: &Path) -> std::io::Result<()> {
     if is_mountpoint(path) {
         return Ok(());
     }
-    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
+    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(std::io::Error::other)?;
     // SAFETY: mounting a tmpfs on a directory berthd owns.
     let rc = unsafe {
         libc::mount(
@@ -275,7 +301,10 @@ fn mount_shm(path: &Path) -> std::io::Result<()> {
 
 fn is_mountpoint(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(path), path.parent().map(std::fs::metadata)) {
+    match (
+        std::fs::metadata(path),
+        path.parent().map(std::fs::metadata),
+    ) {
         (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
         _ => false,
     }
@@ -344,7 +373,9 @@ async fn stop_locked(d: &Arc<Daemon>, obj: &Pod) -> Result<(), Status> {
 
 async fn teardown_network(d: &Arc<Daemon>, obj: &Pod) -> Result<(), Status> {
     let rec = obj.get();
-    let Some(netns) = &rec.netns else { return Ok(()) };
+    let Some(netns) = &rec.netns else {
+        return Ok(());
+    };
     if netns.exists() {
         let config: cri::PodSandboxConfig = store::decode(&rec.config);
         if crate::netns::is_pinned(netns) {
@@ -354,9 +385,13 @@ async fn teardown_network(d: &Arc<Daemon>, obj: &Pod) -> Result<(), Status> {
                     d.cni
                         .del(&net, &a, rec.cni_result.as_ref())
                         .await
-                        .map_err(|e| Status::unavailable(format!("tearing down the pod network: {e}")))?;
+                        .map_err(|e| {
+                            Status::unavailable(format!("tearing down the pod network: {e}"))
+                        })?;
                 }
-                Err(e) => tracing::warn!(pod = %rec.id, "no CNI config to tear down the network with: {e}"),
+                Err(e) => {
+                    tracing::warn!(pod = %rec.id, "no CNI config to tear down the network with: {e}")
+                }
             }
         }
         crate::netns::remove(netns)
@@ -394,7 +429,13 @@ pub async fn remove(d: &Arc<Daemon>, id: &str) -> Result<(), Status> {
     unmount_under(&dir);
     let _ = std::fs::remove_dir_all(d.paths.shim_dir(&id));
     std::fs::remove_dir_all(&dir)
-        .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
         .map_err(|e| Status::internal(format!("removing {}: {e}", dir.display())))?;
     lock(&d.pods).remove(&id);
     let config: cri::PodSandboxConfig = store::decode(&rec.config);
@@ -417,7 +458,12 @@ pub fn status_of(rec: &PodRecord) -> cri::PodSandboxStatus {
         created_at: rec.created_at,
         network: Some(cri::PodSandboxNetworkStatus {
             ip: rec.ips.first().cloned().unwrap_or_default(),
-            additional_ips: rec.ips.iter().skip(1).map(|ip| cri::PodIp { ip: ip.clone() }).collect(),
+            additional_ips: rec
+                .ips
+                .iter()
+                .skip(1)
+                .map(|ip| cri::PodIp { ip: ip.clone() })
+                .collect(),
         }),
         linux: Some(cri::LinuxPodSandboxStatus {
             namespaces: Some(cri::Namespace { options: Some(ns) }),
@@ -438,7 +484,9 @@ pub fn verbose_info(rec: &PodRecord) -> std::collections::HashMap<String, String
         "hostname": config.hostname,
         "runtimeHandler": rec.runtime_handler,
     });
-    [("info".to_string(), info.to_string())].into_iter().collect()
+    [("info".to_string(), info.to_string())]
+        .into_iter()
+        .collect()
 }
 
 pub fn matches(rec: &PodRecord, f: &cri::PodSandboxFilter) -> bool {
@@ -455,5 +503,7 @@ pub fn matches(rec: &PodRecord, f: &cri::PodSandboxFilter) -> bool {
         return false;
     }
     let config: cri::PodSandboxConfig = store::decode(&rec.config);
-    f.label_selector.iter().all(|(k, v)| config.labels.get(k) == Some(v))
+    f.label_selector
+        .iter()
+        .all(|(k, v)| config.labels.get(k) == Some(v))
 }

@@ -22,7 +22,10 @@ fn ok<T>(t: T) -> Result<Response<T>, Status> {
 
 #[tonic::async_trait]
 impl RuntimeService for Runtime {
-    async fn version(&self, _req: Request<VersionRequest>) -> Result<Response<VersionResponse>, Status> {
+    async fn version(
+        &self,
+        _req: Request<VersionRequest>,
+    ) -> Result<Response<VersionResponse>, Status> {
         ok(VersionResponse {
             version: "0.1.0".into(),
             runtime_name: crate::RUNTIME_NAME.into(),
@@ -31,14 +34,22 @@ impl RuntimeService for Runtime {
         })
     }
 
-    async fn run_pod_sandbox(&self, req: Request<RunPodSandboxRequest>) -> Result<Response<RunPodSandboxResponse>, Status> {
+    async fn run_pod_sandbox(
+        &self,
+        req: Request<RunPodSandboxRequest>,
+    ) -> Result<Response<RunPodSandboxResponse>, Status> {
         let req = req.into_inner();
-        let config = req.config.ok_or_else(|| Status::invalid_argument("config is missing"))?;
+        let config = req
+            .config
+            .ok_or_else(|| Status::invalid_argument("config is missing"))?;
         let pod_sandbox_id = pods::run(&self.daemon, config, req.runtime_handler).await?;
         ok(RunPodSandboxResponse { pod_sandbox_id })
     }
 
-    async fn stop_pod_sandbox(&self, req: Request<StopPodSandboxRequest>) -> Result<Response<StopPodSandboxResponse>, Status> {
+    async fn stop_pod_sandbox(
+        &self,
+        req: Request<StopPodSandboxRequest>,
+    ) -> Result<Response<StopPodSandboxResponse>, Status> {
         match pods::stop(&self.daemon, &req.into_inner().pod_sandbox_id).await {
             // Stopping a pod that is gone is not an error (kubelet retries).
             Err(s) if s.code() == tonic::Code::NotFound => ok(StopPodSandboxResponse {}),
@@ -46,12 +57,18 @@ impl RuntimeService for Runtime {
         }
     }
 
-    async fn remove_pod_sandbox(&self, req: Request<RemovePodSandboxRequest>) -> Result<Response<RemovePodSandboxResponse>, Status> {
+    async fn remove_pod_sandbox(
+        &self,
+        req: Request<RemovePodSandboxRequest>,
+    ) -> Result<Response<RemovePodSandboxResponse>, Status> {
         pods::remove(&self.daemon, &req.into_inner().pod_sandbox_id).await?;
         ok(RemovePodSandboxResponse {})
     }
 
-    async fn pod_sandbox_status(&self, req: Request<PodSandboxStatusRequest>) -> Result<Response<PodSandboxStatusResponse>, Status> {
+    async fn pod_sandbox_status(
+        &self,
+        req: Request<PodSandboxStatusRequest>,
+    ) -> Result<Response<PodSandboxStatusResponse>, Status> {
         let req = req.into_inner();
         let pod = self.daemon.pod(&req.pod_sandbox_id)?;
         let rec = pod.get();
@@ -63,13 +80,20 @@ impl RuntimeService for Runtime {
             .collect();
         ok(PodSandboxStatusResponse {
             status: Some(pods::status_of(&rec)),
-            info: if req.verbose { pods::verbose_info(&rec) } else { Default::default() },
+            info: if req.verbose {
+                pods::verbose_info(&rec)
+            } else {
+                Default::default()
+            },
             containers_statuses,
             timestamp: store::now_ns(),
         })
     }
 
-    async fn list_pod_sandbox(&self, req: Request<ListPodSandboxRequest>) -> Result<Response<ListPodSandboxResponse>, Status> {
+    async fn list_pod_sandbox(
+        &self,
+        req: Request<ListPodSandboxRequest>,
+    ) -> Result<Response<ListPodSandboxResponse>, Status> {
         let filter = req.into_inner().filter.unwrap_or_default();
         let pods: Vec<_> = lock(&self.daemon.pods).values().map(|p| p.get()).collect();
         let items = pods
@@ -91,32 +115,58 @@ impl RuntimeService for Runtime {
         ok(ListPodSandboxResponse { items })
     }
 
-    async fn create_container(&self, req: Request<CreateContainerRequest>) -> Result<Response<CreateContainerResponse>, Status> {
+    async fn create_container(
+        &self,
+        req: Request<CreateContainerRequest>,
+    ) -> Result<Response<CreateContainerResponse>, Status> {
         let req = req.into_inner();
-        let config = req.config.ok_or_else(|| Status::invalid_argument("config is missing"))?;
-        let container_id = containers::create(&self.daemon, &req.pod_sandbox_id, config, req.sandbox_config).await?;
+        let config = req
+            .config
+            .ok_or_else(|| Status::invalid_argument("config is missing"))?;
+        let container_id = containers::create(
+            &self.daemon,
+            &req.pod_sandbox_id,
+            config,
+            req.sandbox_config,
+        )
+        .await?;
         ok(CreateContainerResponse { container_id })
     }
 
-    async fn start_container(&self, req: Request<StartContainerRequest>) -> Result<Response<StartContainerResponse>, Status> {
+    async fn start_container(
+        &self,
+        req: Request<StartContainerRequest>,
+    ) -> Result<Response<StartContainerResponse>, Status> {
         containers::start(&self.daemon, &req.into_inner().container_id).await?;
         ok(StartContainerResponse {})
     }
 
-    async fn stop_container(&self, req: Request<StopContainerRequest>) -> Result<Response<StopContainerResponse>, Status> {
+    async fn stop_container(
+        &self,
+        req: Request<StopContainerRequest>,
+    ) -> Result<Response<StopContainerResponse>, Status> {
         let req = req.into_inner();
         containers::stop(&self.daemon, &req.container_id, req.timeout).await?;
         ok(StopContainerResponse {})
     }
 
-    async fn remove_container(&self, req: Request<RemoveContainerRequest>) -> Result<Response<RemoveContainerResponse>, Status> {
+    async fn remove_container(
+        &self,
+        req: Request<RemoveContainerRequest>,
+    ) -> Result<Response<RemoveContainerResponse>, Status> {
         containers::remove(&self.daemon, &req.into_inner().container_id).await?;
         ok(RemoveContainerResponse {})
     }
 
-    async fn list_containers(&self, req: Request<ListContainersRequest>) -> Result<Response<ListContainersResponse>, Status> {
+    async fn list_containers(
+        &self,
+        req: Request<ListContainersRequest>,
+    ) -> Result<Response<ListContainersResponse>, Status> {
         let filter = req.into_inner().filter.unwrap_or_default();
-        let all: Vec<_> = lock(&self.daemon.containers).values().map(|c| c.get()).collect();
+        let all: Vec<_> = lock(&self.daemon.containers)
+            .values()
+            .map(|c| c.get())
+            .collect();
         let containers = all
             .iter()
             .filter(|c| containers::matches(c, &filter))
@@ -125,7 +175,10 @@ impl RuntimeService for Runtime {
         ok(ListContainersResponse { containers })
     }
 
-    async fn container_status(&self, req: Request<ContainerStatusRequest>) -> Result<Response<ContainerStatusResponse>, Status> {
+    async fn container_status(
+        &self,
+        req: Request<ContainerStatusRequest>,
+    ) -> Result<Response<ContainerStatusResponse>, Status> {
         let req = req.into_inner();
         let rec = self.daemon.container(&req.container_id)?.get();
         let mut info = std::collections::HashMap::new();
@@ -150,29 +203,43 @@ impl RuntimeService for Runtime {
         req: Request<UpdateContainerResourcesRequest>,
     ) -> Result<Response<UpdateContainerResourcesResponse>, Status> {
         let req = req.into_inner();
-        let res = req.linux.ok_or_else(|| Status::invalid_argument("linux resources are missing"))?;
+        let res = req
+            .linux
+            .ok_or_else(|| Status::invalid_argument("linux resources are missing"))?;
         containers::update_resources(&self.daemon, &req.container_id, res).await?;
         ok(UpdateContainerResourcesResponse {})
     }
 
-    async fn reopen_container_log(&self, req: Request<ReopenContainerLogRequest>) -> Result<Response<ReopenContainerLogResponse>, Status> {
+    async fn reopen_container_log(
+        &self,
+        req: Request<ReopenContainerLogRequest>,
+    ) -> Result<Response<ReopenContainerLogResponse>, Status> {
         containers::reopen_log(&self.daemon, &req.into_inner().container_id).await?;
         ok(ReopenContainerLogResponse {})
     }
 
-    async fn exec_sync(&self, req: Request<ExecSyncRequest>) -> Result<Response<ExecSyncResponse>, Status> {
+    async fn exec_sync(
+        &self,
+        req: Request<ExecSyncRequest>,
+    ) -> Result<Response<ExecSyncResponse>, Status> {
         let req = req.into_inner();
         ok(containers::exec_sync(&self.daemon, &req.container_id, req.cmd, req.timeout).await?)
     }
 
-    async fn container_stats(&self, req: Request<ContainerStatsRequest>) -> Result<Response<ContainerStatsResponse>, Status> {
+    async fn container_stats(
+        &self,
+        req: Request<ContainerStatsRequest>,
+    ) -> Result<Response<ContainerStatsResponse>, Status> {
         let rec = self.daemon.container(&req.into_inner().container_id)?.get();
         ok(ContainerStatsResponse {
             stats: Some(self.container_stats_of(&rec)),
         })
     }
 
-    async fn list_container_stats(&self, req: Request<ListContainerStatsRequest>) -> Result<Response<ListContainerStatsResponse>, Status> {
+    async fn list_container_stats(
+        &self,
+        req: Request<ListContainerStatsRequest>,
+    ) -> Result<Response<ListContainerStatsResponse>, Status> {
         let f = req.into_inner().filter.unwrap_or_default();
         let filter = ContainerFilter {
             id: f.id,
@@ -180,7 +247,10 @@ impl RuntimeService for Runtime {
             label_selector: f.label_selector,
             state: None,
         };
-        let all: Vec<_> = lock(&self.daemon.containers).values().map(|c| c.get()).collect();
+        let all: Vec<_> = lock(&self.daemon.containers)
+            .values()
+            .map(|c| c.get())
+            .collect();
         let stats = all
             .iter()
             .filter(|c| c.state == ContainerState::Running && containers::matches(c, &filter))
@@ -189,14 +259,20 @@ impl RuntimeService for Runtime {
         ok(ListContainerStatsResponse { stats })
     }
 
-    async fn pod_sandbox_stats(&self, req: Request<PodSandboxStatsRequest>) -> Result<Response<PodSandboxStatsResponse>, Status> {
+    async fn pod_sandbox_stats(
+        &self,
+        req: Request<PodSandboxStatsRequest>,
+    ) -> Result<Response<PodSandboxStatsResponse>, Status> {
         let pod = self.daemon.pod(&req.into_inner().pod_sandbox_id)?.get();
         ok(PodSandboxStatsResponse {
             stats: Some(self.pod_stats_of(&pod)),
         })
     }
 
-    async fn list_pod_sandbox_stats(&self, req: Request<ListPodSandboxStatsRequest>) -> Result<Response<ListPodSandboxStatsResponse>, Status> {
+    async fn list_pod_sandbox_stats(
+        &self,
+        req: Request<ListPodSandboxStatsRequest>,
+    ) -> Result<Response<ListPodSandboxStatsResponse>, Status> {
         let f = req.into_inner().filter.unwrap_or_default();
         let pods: Vec<_> = lock(&self.daemon.pods).values().map(|p| p.get()).collect();
         let filter = PodSandboxFilter {
@@ -212,7 +288,10 @@ impl RuntimeService for Runtime {
         ok(ListPodSandboxStatsResponse { stats })
     }
 
-    async fn update_runtime_config(&self, req: Request<UpdateRuntimeConfigRequest>) -> Result<Response<UpdateRuntimeConfigResponse>, Status> {
+    async fn update_runtime_config(
+        &self,
+        req: Request<UpdateRuntimeConfigRequest>,
+    ) -> Result<Response<UpdateRuntimeConfigResponse>, Status> {
         let cidr = req
             .into_inner()
             .runtime_config
@@ -226,7 +305,10 @@ impl RuntimeService for Runtime {
         ok(UpdateRuntimeConfigResponse {})
     }
 
-    async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
         let config = &self.daemon.config;
         let runtime_ok = config.runtime.exists();
         let network = self.daemon.cni.network();
@@ -267,13 +349,22 @@ impl RuntimeService for Runtime {
         })
     }
 
-    async fn get_container_events(&self, _req: Request<GetEventsRequest>) -> Result<Response<BoxStream<ContainerEventResponse>>, Status> {
+    async fn get_container_events(
+        &self,
+        _req: Request<GetEventsRequest>,
+    ) -> Result<Response<BoxStream<ContainerEventResponse>>, Status> {
         let rx = self.daemon.events.subscribe();
-        let stream = tokio_stream::StreamExt::filter_map(tokio_stream::wrappers::BroadcastStream::new(rx), |e| e.ok().map(Ok));
+        let stream = tokio_stream::StreamExt::filter_map(
+            tokio_stream::wrappers::BroadcastStream::new(rx),
+            |e| e.ok().map(Ok),
+        );
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn runtime_config(&self, _req: Request<RuntimeConfigRequest>) -> Result<Response<RuntimeConfigResponse>, Status> {
+    async fn runtime_config(
+        &self,
+        _req: Request<RuntimeConfigRequest>,
+    ) -> Result<Response<RuntimeConfigResponse>, Status> {
         ok(RuntimeConfigResponse {
             linux: Some(LinuxRuntimeConfiguration {
                 cgroup_driver: CgroupDriver::Cgroupfs as i32,
@@ -281,15 +372,24 @@ impl RuntimeService for Runtime {
         })
     }
 
-    async fn checkpoint_container(&self, _req: Request<CheckpointContainerRequest>) -> Result<Response<CheckpointContainerResponse>, Status> {
-        Err(Status::unimplemented("berth does not checkpoint containers (no CRIU support)"))
+    async fn checkpoint_container(
+        &self,
+        _req: Request<CheckpointContainerRequest>,
+    ) -> Result<Response<CheckpointContainerResponse>, Status> {
+        Err(Status::unimplemented(
+            "berth does not checkpoint containers (no CRIU support)",
+        ))
     }
 }
 
 impl Runtime {
     fn container_stats_of(&self, rec: &store::ContainerRecord) -> ContainerStats {
         let dir = self.daemon.paths.container_dir(&rec.id);
-        crate::stats::container(rec, &dir.join("upper"), &self.daemon.paths.root.to_string_lossy())
+        crate::stats::container(
+            rec,
+            &dir.join("upper"),
+            &self.daemon.paths.root.to_string_lossy(),
+        )
     }
 
     fn pod_stats_of(&self, pod: &store::PodRecord) -> PodSandboxStats {
@@ -303,9 +403,14 @@ impl Runtime {
             .map(|c| self.container_stats_of(&c))
             .collect();
         let ts = store::now_ns();
-        let mut total = crate::stats::usage(&format!("{}/{}", pod.cgroup_parent, pod.id)).unwrap_or_default();
+        let mut total =
+            crate::stats::usage(&format!("{}/{}", pod.cgroup_parent, pod.id)).unwrap_or_default();
         for c in &containers {
-            total.cpu_ns += c.cpu.as_ref().and_then(|x| x.usage_core_nano_seconds).map_or(0, |v| v.value);
+            total.cpu_ns += c
+                .cpu
+                .as_ref()
+                .and_then(|x| x.usage_core_nano_seconds)
+                .map_or(0, |v| v.value);
             let m = c.memory.as_ref();
             total.working_set += m.and_then(|x| x.working_set_bytes).map_or(0, |v| v.value);
             total.memory_usage += m.and_then(|x| x.usage_bytes).map_or(0, |v| v.value);

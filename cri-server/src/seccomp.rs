@@ -13,27 +13,86 @@ use serde_json::{Value, json};
 const REFUSED: &[(&[&str], &str)] = &[
     (
         &[
-            "bpf", "fanotify_init", "lookup_dcookie", "mount", "mount_setattr", "move_mount",
-            "fsconfig", "fsmount", "fsopen", "fspick", "open_tree", "name_to_handle_at",
-            "perf_event_open", "quotactl", "quotactl_fd", "setdomainname", "sethostname",
-            "setns", "syslog", "umount", "umount2", "unshare", "pivot_root",
+            "bpf",
+            "fanotify_init",
+            "lookup_dcookie",
+            "mount",
+            "mount_setattr",
+            "move_mount",
+            "fsconfig",
+            "fsmount",
+            "fsopen",
+            "fspick",
+            "open_tree",
+            "name_to_handle_at",
+            "perf_event_open",
+            "quotactl",
+            "quotactl_fd",
+            "setdomainname",
+            "sethostname",
+            "setns",
+            "syslog",
+            "umount",
+            "umount2",
+            "unshare",
+            "pivot_root",
         ],
         "CAP_SYS_ADMIN",
     ),
     (
-        &["create_module", "delete_module", "finit_module", "init_module", "query_module", "get_kernel_syms"],
+        &[
+            "create_module",
+            "delete_module",
+            "finit_module",
+            "init_module",
+            "query_module",
+            "get_kernel_syms",
+        ],
         "CAP_SYS_MODULE",
     ),
     (&["kexec_file_load", "kexec_load", "reboot"], "CAP_SYS_BOOT"),
-    (&["clock_adjtime", "clock_settime", "settimeofday", "stime", "adjtimex"], "CAP_SYS_TIME"),
-    (&["acct"], "CAP_SYS_PACCT"),
-    (&["kcmp", "process_madvise", "process_vm_readv", "process_vm_writev", "ptrace", "pidfd_getfd"], "CAP_SYS_PTRACE"),
-    (&["iopl", "ioperm"], "CAP_SYS_RAWIO"),
-    (&["get_mempolicy", "mbind", "set_mempolicy", "move_pages"], "CAP_SYS_NICE"),
     (
         &[
-            "add_key", "keyctl", "request_key", "nfsservctl", "swapon", "swapoff", "sysfs",
-            "_sysctl", "uselib", "userfaultfd", "ustat", "vm86", "vm86old",
+            "clock_adjtime",
+            "clock_settime",
+            "settimeofday",
+            "stime",
+            "adjtimex",
+        ],
+        "CAP_SYS_TIME",
+    ),
+    (&["acct"], "CAP_SYS_PACCT"),
+    (
+        &[
+            "kcmp",
+            "process_madvise",
+            "process_vm_readv",
+            "process_vm_writev",
+            "ptrace",
+            "pidfd_getfd",
+        ],
+        "CAP_SYS_PTRACE",
+    ),
+    (&["iopl", "ioperm"], "CAP_SYS_RAWIO"),
+    (
+        &["get_mempolicy", "mbind", "set_mempolicy", "move_pages"],
+        "CAP_SYS_NICE",
+    ),
+    (
+        &[
+            "add_key",
+            "keyctl",
+            "request_key",
+            "nfsservctl",
+            "swapon",
+            "swapoff",
+            "sysfs",
+            "_sysctl",
+            "uselib",
+            "userfaultfd",
+            "ustat",
+            "vm86",
+            "vm86old",
         ],
         "",
     ),
@@ -54,7 +113,13 @@ const EPERM: u32 = 1;
 const ENOSYS: u32 = 38;
 
 fn architectures() -> Value {
-    json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"])
+    json!([
+        "SCMP_ARCH_X86_64",
+        "SCMP_ARCH_X86",
+        "SCMP_ARCH_X32",
+        "SCMP_ARCH_AARCH64",
+        "SCMP_ARCH_ARM"
+    ])
 }
 
 /// The RuntimeDefault profile for a process with capabilities `caps`.
@@ -66,7 +131,8 @@ pub fn default_profile(caps: &[String]) -> Value {
         .flat_map(|(names, _)| names.iter().copied())
         .collect();
     refused.sort_unstable();
-    let mut syscalls = vec![json!({"names": refused, "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM})];
+    let mut syscalls =
+        vec![json!({"names": refused, "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM})];
     if !has("CAP_SYS_ADMIN") {
         syscalls.push(json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS}));
         for flag in CLONE_NAMESPACE_FLAGS {
@@ -89,7 +155,8 @@ pub fn default_profile(caps: &[String]) -> Value {
 /// `name` becomes `names`; rules with `includes`/`excludes` of capabilities keep
 /// only what applies to `caps`.
 pub fn localhost_profile(text: &str, caps: &[String]) -> Result<Value, String> {
-    let p: Value = serde_json::from_str(text).map_err(|e| format!("not a JSON seccomp profile: {e}"))?;
+    let p: Value =
+        serde_json::from_str(text).map_err(|e| format!("not a JSON seccomp profile: {e}"))?;
     let default_action = p["defaultAction"]
         .as_str()
         .ok_or("the profile has no defaultAction")?;
@@ -144,7 +211,10 @@ mod tests {
         let plain = default_profile(&[]);
         assert!(names(&plain).contains(&json!("mount")));
         assert!(names(&plain).contains(&json!("keyctl")));
-        assert!(plain["syscalls"].as_array().unwrap().len() > 2, "clone flags are checked");
+        assert!(
+            plain["syscalls"].as_array().unwrap().len() > 2,
+            "clone flags are checked"
+        );
         let admin = default_profile(&["CAP_SYS_ADMIN".into()]);
         assert!(!names(&admin).contains(&json!("mount")));
         assert!(names(&admin).contains(&json!("keyctl")), "never unlocked");

@@ -126,10 +126,7 @@ pub fn shim_pid(shim_dir: &Path) -> Option<i32> {
     // The pid could have been reused: a live shim has its control socket.
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let dir = shim_dir.as_os_str().as_encoded_bytes();
-    cmdline
-        .windows(dir.len())
-        .any(|w| w == dir)
-        .then_some(pid)
+    cmdline.windows(dir.len()).any(|w| w == dir).then_some(pid)
 }
 
 /// Waits until the shim of `shim_dir` has exited; returns its recorded exit,

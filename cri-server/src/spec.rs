@@ -12,30 +12,85 @@ pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/u
 
 /// containerd's default capability set.
 pub const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
 ];
 
 const CAP_NAMES: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
-    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
 ];
 
 pub const DEFAULT_MASKED: &[&str] = &[
-    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
-    "/sys/devices/virtual/powercap", "/proc/scsi",
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+    "/proc/scsi",
 ];
 pub const DEFAULT_READONLY: &[&str] = &[
-    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
 ];
 
 /// "All capabilities": those berthd itself holds in its bounding set (this host
@@ -57,7 +112,11 @@ pub fn all_caps() -> Vec<String> {
 
 fn cap_name(c: &str) -> Result<String, String> {
     let up = c.to_ascii_uppercase();
-    let name = if up.starts_with("CAP_") { up } else { format!("CAP_{up}") };
+    let name = if up.starts_with("CAP_") {
+        up
+    } else {
+        format!("CAP_{up}")
+    };
     if CAP_NAMES.contains(&name.as_str()) {
         Ok(name)
     } else {
@@ -66,7 +125,10 @@ fn cap_name(c: &str) -> Result<String, String> {
 }
 
 /// The capability set after the CRI's add and drop lists (with "ALL").
-pub fn capabilities(caps: Option<&cri::Capability>, privileged: bool) -> Result<Vec<String>, String> {
+pub fn capabilities(
+    caps: Option<&cri::Capability>,
+    privileged: bool,
+) -> Result<Vec<String>, String> {
     let all = all_caps();
     if privileged {
         return Ok(all);
@@ -80,13 +142,21 @@ pub fn capabilities(caps: Option<&cri::Capability>, privileged: bool) -> Result<
     if is_all(&c.drop_capabilities) {
         set.clear();
     }
-    for a in c.add_capabilities.iter().filter(|a| !a.eq_ignore_ascii_case("ALL")) {
+    for a in c
+        .add_capabilities
+        .iter()
+        .filter(|a| !a.eq_ignore_ascii_case("ALL"))
+    {
         let n = cap_name(a)?;
         if !set.contains(&n) {
             set.push(n);
         }
     }
-    for d in c.drop_capabilities.iter().filter(|d| !d.eq_ignore_ascii_case("ALL")) {
+    for d in c
+        .drop_capabilities
+        .iter()
+        .filter(|d| !d.eq_ignore_ascii_case("ALL"))
+    {
         let n = cap_name(d)?;
         set.retain(|x| *x != n);
     }
@@ -227,16 +297,26 @@ pub fn container(
     let ic = &image["config"];
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     // The CRI's command replaces the entrypoint, its args the image's Cmd.
     let args: Vec<String> = if !c.command.is_empty() {
         c.command.iter().chain(c.args.iter()).cloned().collect()
     } else if !c.args.is_empty() {
-        strings(&ic["Entrypoint"]).into_iter().chain(c.args.iter().cloned()).collect()
+        strings(&ic["Entrypoint"])
+            .into_iter()
+            .chain(c.args.iter().cloned())
+            .collect()
     } else {
-        strings(&ic["Entrypoint"]).into_iter().chain(strings(&ic["Cmd"])).collect()
+        strings(&ic["Entrypoint"])
+            .into_iter()
+            .chain(strings(&ic["Cmd"]))
+            .collect()
     };
     if args.is_empty() {
         return Err("no command: the container config has no command or args, and the image no Entrypoint or Cmd".into());
@@ -260,7 +340,11 @@ pub fn container(
     let cwd = if !c.working_dir.is_empty() {
         c.working_dir.clone()
     } else {
-        ic["WorkingDir"].as_str().filter(|w| !w.is_empty()).unwrap_or("/").to_string()
+        ic["WorkingDir"]
+            .as_str()
+            .filter(|w| !w.is_empty())
+            .unwrap_or("/")
+            .to_string()
     };
     if !cwd.starts_with('/') {
         return Err(format!("working_dir {cwd:?} must be an absolute path"));
@@ -286,12 +370,17 @@ pub fn container(
             run_as_username: &sc.run_as_username,
             image_user: ic["User"].as_str().unwrap_or_default(),
             supplemental_groups: &sc.supplemental_groups,
-            strict_groups: sc.supplemental_groups_policy == cri::SupplementalGroupsPolicy::Strict as i32,
+            strict_groups: sc.supplemental_groups_policy
+                == cri::SupplementalGroupsPolicy::Strict as i32,
         },
     )?;
     let caps = capabilities(sc.capabilities.as_ref(), sc.privileged)?;
     let ambient: Vec<String> = match &sc.capabilities {
-        Some(c) => c.add_ambient_capabilities.iter().map(|a| cap_name(a)).collect::<Result<_, _>>()?,
+        Some(c) => c
+            .add_ambient_capabilities
+            .iter()
+            .map(|a| cap_name(a))
+            .collect::<Result<_, _>>()?,
         None => Vec::new(),
     };
 
@@ -323,7 +412,11 @@ pub fn container(
     namespaces.push(json!({"type": "cgroup"}));
 
     let privileged = sc.privileged;
-    let sys_opts = if privileged { vec!["nosuid", "noexec", "nodev", "rw"] } else { vec!["nosuid", "noexec", "nodev", "ro"] };
+    let sys_opts = if privileged {
+        vec!["nosuid", "noexec", "nodev", "rw"]
+    } else {
+        vec!["nosuid", "noexec", "nodev", "ro"]
+    };
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
@@ -334,7 +427,11 @@ pub fn container(
     ];
     let wanted: Vec<&str> = c.mounts.iter().map(|m| m.container_path.as_str()).collect();
     let host_ipc = mode(ns.ipc) == NamespaceMode::Node;
-    let shm = if host_ipc { Path::new("/dev/shm").to_path_buf() } else { pod.dir.join("shm") };
+    let shm = if host_ipc {
+        Path::new("/dev/shm").to_path_buf()
+    } else {
+        pod.dir.join("shm")
+    };
     let etc_ro = if sc.readonly_rootfs { "ro" } else { "rw" };
     for (dest, src, opt) in [
         ("/dev/shm", shm, "rw"),
@@ -349,7 +446,10 @@ pub fn container(
     let mut rootfs_propagation = None;
     for m in &c.mounts {
         if !m.container_path.starts_with('/') {
-            return Err(format!("mount container_path {:?} must be absolute", m.container_path));
+            return Err(format!(
+                "mount container_path {:?} must be absolute",
+                m.container_path
+            ));
         }
         if m.host_path.is_empty() {
             return Err(format!("mount for {:?} has no host_path", m.container_path));
@@ -374,10 +474,16 @@ pub fn container(
         let mut opts = vec!["rbind", prop];
         if m.recursive_read_only {
             if !m.readonly {
-                return Err(format!("mount {:?}: recursive_read_only needs readonly", m.container_path));
+                return Err(format!(
+                    "mount {:?}: recursive_read_only needs readonly",
+                    m.container_path
+                ));
             }
             if prop != "rprivate" {
-                return Err(format!("mount {:?}: recursive_read_only needs private propagation", m.container_path));
+                return Err(format!(
+                    "mount {:?}: recursive_read_only needs private propagation",
+                    m.container_path
+                ));
             }
             opts.push("rro");
         } else {
@@ -394,7 +500,11 @@ pub fn container(
     }
     for d in &c.devices {
         let dev = device(Path::new(&d.host_path), &d.container_path)?;
-        let perms = if d.permissions.is_empty() { "rwm" } else { d.permissions.as_str() };
+        let perms = if d.permissions.is_empty() {
+            "rwm"
+        } else {
+            d.permissions.as_str()
+        };
         dev_rules.push(json!({"allow": true, "type": dev["type"], "major": dev["major"], "minor": dev["minor"], "access": perms}));
         devices.push(dev);
     }
@@ -467,26 +577,46 @@ pub fn container(
         spec["linux"]["rootfsPropagation"] = json!(p);
     }
     if !privileged {
-        let masked: Vec<&str> = if sc.masked_paths.is_empty() { DEFAULT_MASKED.to_vec() } else { sc.masked_paths.iter().map(String::as_str).collect() };
-        let ro: Vec<&str> = if sc.readonly_paths.is_empty() { DEFAULT_READONLY.to_vec() } else { sc.readonly_paths.iter().map(String::as_str).collect() };
+        let masked: Vec<&str> = if sc.masked_paths.is_empty() {
+            DEFAULT_MASKED.to_vec()
+        } else {
+            sc.masked_paths.iter().map(String::as_str).collect()
+        };
+        let ro: Vec<&str> = if sc.readonly_paths.is_empty() {
+            DEFAULT_READONLY.to_vec()
+        } else {
+            sc.readonly_paths.iter().map(String::as_str).collect()
+        };
         spec["linux"]["maskedPaths"] = json!(masked);
         spec["linux"]["readonlyPaths"] = json!(ro);
         if let Some(profile) = seccomp_for(&sc, &caps)? {
             spec["linux"]["seccomp"] = profile;
         }
     }
-    Ok(Built { spec: check(spec)?, user, stop_signal: stop_signal(image) })
+    Ok(Built {
+        spec: check(spec)?,
+        user,
+        stop_signal: stop_signal(image),
+    })
 }
 
 /// The seccomp profile the security context asks for; RuntimeDefault when it
 /// names none (secure by default).
-fn seccomp_for(sc: &cri::LinuxContainerSecurityContext, caps: &[String]) -> Result<Option<Value>, String> {
+fn seccomp_for(
+    sc: &cri::LinuxContainerSecurityContext,
+    caps: &[String],
+) -> Result<Option<Value>, String> {
     let (kind, localhost) = match &sc.seccomp {
-        Some(p) => (ProfileType::try_from(p.profile_type).unwrap_or_default(), p.localhost_ref.clone()),
+        Some(p) => (
+            ProfileType::try_from(p.profile_type).unwrap_or_default(),
+            p.localhost_ref.clone(),
+        ),
         #[allow(deprecated)]
         None => match sc.seccomp_profile_path.as_str() {
             "unconfined" => (ProfileType::Unconfined, String::new()),
-            p if p.starts_with("localhost/") => (ProfileType::Localhost, p["localhost/".len()..].to_string()),
+            p if p.starts_with("localhost/") => {
+                (ProfileType::Localhost, p["localhost/".len()..].to_string())
+            }
             _ => (ProfileType::RuntimeDefault, String::new()),
         },
     };
@@ -569,7 +699,9 @@ mod tests {
             )
         };
         let set = c(&["SYS_ADMIN"], &["CHOWN"]).unwrap();
-        assert!(set.contains(&"CAP_SYS_ADMIN".to_string()) && !set.contains(&"CAP_CHOWN".to_string()));
+        assert!(
+            set.contains(&"CAP_SYS_ADMIN".to_string()) && !set.contains(&"CAP_CHOWN".to_string())
+        );
         assert_eq!(c(&["NET_ADMIN"], &["ALL"]).unwrap(), vec!["CAP_NET_ADMIN"]);
         assert!(c(&["NOT_A_CAP"], &[]).is_err());
         assert_eq!(c(&["ALL"], &[]).unwrap(), all_caps());
@@ -577,7 +709,10 @@ mod tests {
 
     #[test]
     fn stop_signals_by_name_or_number() {
-        assert_eq!(stop_signal(&json!({"config": {"StopSignal": "SIGQUIT"}})), 3);
+        assert_eq!(
+            stop_signal(&json!({"config": {"StopSignal": "SIGQUIT"}})),
+            3
+        );
         assert_eq!(stop_signal(&json!({"config": {"StopSignal": "9"}})), 9);
         assert_eq!(stop_signal(&json!({"config": {}})), 15);
     }

@@ -32,7 +32,9 @@ fn stat_field(p: &Path, key: &str) -> Option<u64> {
 }
 
 fn v1_dir(controller: &str, path: &str) -> PathBuf {
-    PathBuf::from("/sys/fs/cgroup").join(controller).join(path.trim_start_matches('/'))
+    PathBuf::from("/sys/fs/cgroup")
+        .join(controller)
+        .join(path.trim_start_matches('/'))
 }
 
 /// Usage of the cgroup at `path` (a cgroupsPath as in the OCI config).
@@ -75,7 +77,9 @@ pub fn usage(path: &str) -> Option<Usage> {
 /// Bytes and inodes under `dir`, not following symlinks or leaving the filesystem.
 pub fn disk_usage(dir: &Path) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
-    let Ok(root) = std::fs::symlink_metadata(dir) else { return (0, 0) };
+    let Ok(root) = std::fs::symlink_metadata(dir) else {
+        return (0, 0);
+    };
     let (mut bytes, mut inodes) = (0u64, 0u64);
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

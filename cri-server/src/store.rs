@@ -154,7 +154,11 @@ pub fn load_all<T: for<'de> Deserialize<'de>>(
     file: &str,
 ) -> (Vec<T>, Vec<PathBuf>) {
     let (mut found, mut strays) = (Vec::new(), Vec::new());
-    for e in std::fs::read_dir(root.join(kind)).into_iter().flatten().flatten() {
+    for e in std::fs::read_dir(root.join(kind))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let path = e.path();
         match std::fs::read(path.join(file))
             .ok()

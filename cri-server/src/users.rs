@@ -43,7 +43,11 @@ pub fn resolve(root: &Path, r: &Request) -> Result<User, String> {
             None => (r.image_user.to_string(), None),
         }
     };
-    let user_part = if user_part.is_empty() { "0".to_string() } else { user_part };
+    let user_part = if user_part.is_empty() {
+        "0".to_string()
+    } else {
+        user_part
+    };
     // passwd: name:x:uid:gid:gecos:home:shell
     let entry = passwd
         .lines()
@@ -53,7 +57,8 @@ pub fn resolve(root: &Path, r: &Request) -> Result<User, String> {
         (Ok(uid), Some(f)) => (uid, f[3].parse().unwrap_or(0), f[0].to_string()),
         (Ok(uid), None) => (uid, 0, String::new()),
         (Err(_), Some(f)) => (
-            f[2].parse().map_err(|_| format!("bad uid in /etc/passwd for {user_part:?}"))?,
+            f[2].parse()
+                .map_err(|_| format!("bad uid in /etc/passwd for {user_part:?}"))?,
             f[3].parse().unwrap_or(0),
             f[0].to_string(),
         ),
@@ -84,7 +89,8 @@ pub fn resolve(root: &Path, r: &Request) -> Result<User, String> {
     let mut additional: Vec<u32> = Vec::new();
     if !r.strict_groups && !name.is_empty() {
         for f in &groups {
-            if f.len() >= 4 && f[3].split(',').any(|m| m == name)
+            if f.len() >= 4
+                && f[3].split(',').any(|m| m == name)
                 && let Ok(g) = f[2].parse()
             {
                 additional.push(g);
@@ -108,7 +114,10 @@ pub fn read_in_root(root: &Path, rel: &str) -> Option<String> {
     let rel_c = CString::new(rel).ok()?;
     // SAFETY: plain open/openat2 calls on valid C strings; fds become owned.
     unsafe {
-        let dir = libc::open(root_c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC);
+        let dir = libc::open(
+            root_c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
         if dir < 0 {
             return None;
         }
@@ -159,11 +168,24 @@ mod tests {
         let d = rootfs();
         let r = |req: Request| resolve(d.path(), &req);
         assert_eq!(
-            r(Request { image_user: "www", ..Default::default() }).unwrap(),
-            User { uid: 33, gid: 34, additional_gids: vec![34, 500] }
+            r(Request {
+                image_user: "www",
+                ..Default::default()
+            })
+            .unwrap(),
+            User {
+                uid: 33,
+                gid: 34,
+                additional_gids: vec![34, 500]
+            }
         );
         assert_eq!(
-            r(Request { image_user: "www:web", ..Default::default() }).unwrap().gid,
+            r(Request {
+                image_user: "www:web",
+                ..Default::default()
+            })
+            .unwrap()
+            .gid,
             500
         );
         let u = r(Request {
@@ -172,15 +194,32 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert_eq!(u, User { uid: 1234, gid: 0, additional_gids: vec![0, 77] });
+        assert_eq!(
+            u,
+            User {
+                uid: 1234,
+                gid: 0,
+                additional_gids: vec![0, 77]
+            }
+        );
         let strict = r(Request {
             run_as_username: "www",
             strict_groups: true,
             ..Default::default()
         })
         .unwrap();
-        assert_eq!(strict.additional_gids, vec![34], "strict: no /etc/group membership");
-        assert!(r(Request { image_user: "nobody-here", ..Default::default() }).is_err());
+        assert_eq!(
+            strict.additional_gids,
+            vec![34],
+            "strict: no /etc/group membership"
+        );
+        assert!(
+            r(Request {
+                image_user: "nobody-here",
+                ..Default::default()
+            })
+            .is_err()
+        );
         assert_eq!(r(Request::default()).unwrap().uid, 0);
     }
 
@@ -188,7 +227,12 @@ mod tests {
     fn symlinks_stay_inside_the_rootfs() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("etc")).unwrap();
-        std::os::unix::fs::symlink("/../../../../etc/hostname", d.path().join("etc/passwd")).unwrap();
-        assert_eq!(read_in_root(d.path(), "etc/passwd"), None, "must not read the host's file");
+        std::os::unix::fs::symlink("/../../../../etc/hostname", d.path().join("etc/passwd"))
+            .unwrap();
+        assert_eq!(
+            read_in_root(d.path(), "etc/passwd"),
+            None,
+            "must not read the host's file"
+        );
     }
 }

@@ -107,7 +107,10 @@ impl LogWriter {
     /// Raw mode: stdout and stderr bytes go unchanged to `dir/stdout` and `dir/stderr`.
     pub fn raw(dir: &std::path::Path) -> io::Result<LogWriter> {
         let mut w = LogWriter::open(None)?;
-        w.raw = Some([open_log(&dir.join("stdout"))?, open_log(&dir.join("stderr"))?]);
+        w.raw = Some([
+            open_log(&dir.join("stdout"))?,
+            open_log(&dir.join("stderr"))?,
+        ]);
         Ok(w)
     }
 

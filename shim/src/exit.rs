@@ -25,7 +25,7 @@ pub fn write(state_dir: &Path, pid: i32, status: i32, oom_killed: bool) -> std::
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
     let mut ts = [0u8; 30];
     crate::cri_log::format_timestamp(now.tv_sec, now.tv_nsec as u32, &mut ts);
-    let ns = now.tv_sec as i64 * 1_000_000_000 + now.tv_nsec as i64;
+    let ns = now.tv_sec * 1_000_000_000 + now.tv_nsec;
     let ts = std::str::from_utf8(&ts).unwrap_or_default();
     let json = format!(
         "{{\"pid\":{pid},\"exit_code\":{code},\"signal\":{signal},\"oom_killed\":{oom_killed},\"finished_at\":\"{ts}\",\"finished_at_ns\":{ns}}}\n"

@@ -38,7 +38,10 @@ impl Berthd {
 
     fn launch_with(network: bool, extra: &str) -> Berthd {
         require_root();
-        let dir = tempfile::Builder::new().prefix("b-").tempdir_in("/run").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("b-")
+            .tempdir_in("/run")
+            .unwrap();
         let d = dir.path();
         std::fs::create_dir_all(d.join("cni")).unwrap();
         let mut bridge = None;
@@ -69,7 +72,11 @@ impl Berthd {
             registry_addr(),
         );
         std::fs::write(d.join("berth.toml"), config).unwrap();
-        let mut b = Berthd { dir, child: None, bridge };
+        let mut b = Berthd {
+            dir,
+            child: None,
+            bridge,
+        };
         b.restart();
         b
     }
@@ -77,7 +84,11 @@ impl Berthd {
     /// Starts berthd (again) on the same directories.
     pub fn restart(&mut self) {
         let d = self.dir.path();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(d.join("berthd.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("berthd.log"))
+            .unwrap();
         let _ = std::fs::remove_file(self.sock());
         let child = std::process::Command::new(bin("berthd"))
             .arg("--config")
@@ -155,7 +166,11 @@ impl Berthd {
 /// Kills every shim under `state/shims`, force-deletes the runtime's containers,
 /// unmounts everything under `dir`.
 pub fn sweep(dir: &Path, state: &Path) {
-    for e in std::fs::read_dir(state.join("shims")).into_iter().flatten().flatten() {
+    for e in std::fs::read_dir(state.join("shims"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         if let Some(pid) = std::fs::read_to_string(e.path().join("shim.pid"))
             .ok()
             .and_then(|s| s.trim().parse::<i32>().ok())
@@ -193,7 +208,9 @@ impl Drop for Berthd {
         self.stop();
         sweep(self.dir.path(), &self.state());
         if let Some(b) = &self.bridge {
-            let _ = std::process::Command::new("ip").args(["link", "del", b]).output();
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", b])
+                .output();
         }
     }
 }

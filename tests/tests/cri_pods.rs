@@ -29,7 +29,10 @@ impl Client {
     async fn pull(&mut self, image: &str) {
         self.img
             .pull_image(PullImageRequest {
-                image: Some(ImageSpec { image: image.into(), ..Default::default() }),
+                image: Some(ImageSpec {
+                    image: image.into(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             })
             .await
@@ -38,14 +41,22 @@ impl Client {
 
     async fn run_pod(&mut self, config: PodSandboxConfig) -> String {
         self.rt
-            .run_pod_sandbox(RunPodSandboxRequest { config: Some(config), ..Default::default() })
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(config),
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner()
             .pod_sandbox_id
     }
 
-    async fn create(&mut self, pod: &str, pod_config: &PodSandboxConfig, config: ContainerConfig) -> Result<String, tonic::Status> {
+    async fn create(
+        &mut self,
+        pod: &str,
+        pod_config: &PodSandboxConfig,
+        config: ContainerConfig,
+    ) -> Result<String, tonic::Status> {
         self.rt
             .create_container(CreateContainerRequest {
                 pod_sandbox_id: pod.into(),
@@ -58,14 +69,19 @@ impl Client {
 
     async fn start(&mut self, id: &str) {
         self.rt
-            .start_container(StartContainerRequest { container_id: id.into() })
+            .start_container(StartContainerRequest {
+                container_id: id.into(),
+            })
             .await
             .unwrap();
     }
 
     async fn status(&mut self, id: &str) -> ContainerStatus {
         self.rt
-            .container_status(ContainerStatusRequest { container_id: id.into(), verbose: false })
+            .container_status(ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            })
             .await
             .unwrap()
             .into_inner()
@@ -99,11 +115,15 @@ impl Client {
 
     async fn remove_pod(&mut self, id: &str) {
         self.rt
-            .stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: id.into() })
+            .stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            })
             .await
             .unwrap();
         self.rt
-            .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id.into() })
+            .remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            })
             .await
             .unwrap();
     }
@@ -119,18 +139,28 @@ fn pod_config(name: &str, logs: &std::path::Path) -> PodSandboxConfig {
         }),
         hostname: name.into(),
         log_directory: logs.to_string_lossy().to_string(),
-        labels: [("app".to_string(), name.to_string())].into_iter().collect(),
+        labels: [("app".to_string(), name.to_string())]
+            .into_iter()
+            .collect(),
         ..Default::default()
     }
 }
 
 fn container_config(name: &str, image: &str, cmd: &[&str]) -> ContainerConfig {
     ContainerConfig {
-        metadata: Some(ContainerMetadata { name: name.into(), attempt: 0 }),
-        image: Some(ImageSpec { image: image.into(), ..Default::default() }),
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
         command: cmd.iter().map(|s| s.to_string()).collect(),
         log_path: format!("{name}.log"),
-        labels: [("role".to_string(), name.to_string())].into_iter().collect(),
+        labels: [("role".to_string(), name.to_string())]
+            .into_iter()
+            .collect(),
         ..Default::default()
     }
 }
@@ -143,7 +173,10 @@ fn log_lines(path: &std::path::Path) -> Vec<String> {
         .map(|l| {
             let mut f = l.splitn(4, ' ');
             let (ts, stream, tag) = (f.next().unwrap(), f.next().unwrap(), f.next().unwrap());
-            assert!(ts.ends_with('Z') && ts.len() == 30, "RFC3339Nano timestamp: {l}");
+            assert!(
+                ts.ends_with('Z') && ts.len() == 30,
+                "RFC3339Nano timestamp: {l}"
+            );
             assert!(stream == "stdout" || stream == "stderr", "{l}");
             assert!(tag == "F" || tag == "P", "{l}");
             f.next().unwrap_or_default().to_string()
@@ -164,26 +197,45 @@ async fn a_pod_and_its_container_from_start_to_removal() {
         options: vec!["ndots:5".into()],
     });
     let pod = c.run_pod(pc.clone()).await;
-    let ps = c
-        .rt
-        .pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: true })
+    let ps =
+        c.rt.pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: true,
+        })
         .await
         .unwrap()
         .into_inner();
     let st = ps.status.unwrap();
     assert_eq!(st.state, PodSandboxState::SandboxReady as i32);
     let ip = st.network.unwrap().ip;
-    assert!(ip.starts_with("10."), "the pod has an IP from the bridge: {ip:?}");
+    assert!(
+        ip.starts_with("10."),
+        "the pod has an IP from the bridge: {ip:?}"
+    );
 
     let id = c
-        .create(&pod, &pc, container_config("main", BUSYBOX, &["sh", "-c", "echo hello; echo oops >&2; exec sleep 1000"]))
+        .create(
+            &pod,
+            &pc,
+            container_config(
+                "main",
+                BUSYBOX,
+                &["sh", "-c", "echo hello; echo oops >&2; exec sleep 1000"],
+            ),
+        )
         .await
         .unwrap();
-    assert_eq!(c.status(&id).await.state, ContainerState::ContainerCreated as i32);
+    assert_eq!(
+        c.status(&id).await.state,
+        ContainerState::ContainerCreated as i32
+    );
     c.start(&id).await;
     let s = c.status(&id).await;
     assert_eq!(s.state, ContainerState::ContainerRunning as i32);
-    assert!(s.started_at > 0 && s.image_id.starts_with("sha256:"), "{s:?}");
+    assert!(
+        s.started_at > 0 && s.image_id.starts_with("sha256:"),
+        "{s:?}"
+    );
 
     // The log, in the CRI format, under the pod's log directory.
     let log = logs.join("main.log");
@@ -195,11 +247,19 @@ async fn a_pod_and_its_container_from_start_to_removal() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(lines.contains(&"hello".to_string()) && lines.contains(&"oops".to_string()), "{lines:?}");
+    assert!(
+        lines.contains(&"hello".to_string()) && lines.contains(&"oops".to_string()),
+        "{lines:?}"
+    );
 
     // Exec: output, exit codes, the pod's hostname, DNS and network.
-    let r = c.exec(&id, &["sh", "-c", "echo -n out; echo err >&2; exit 3"]).await;
-    assert_eq!((r.stdout.as_slice(), r.stderr.as_slice(), r.exit_code), (&b"out"[..], &b"err\n"[..], 3));
+    let r = c
+        .exec(&id, &["sh", "-c", "echo -n out; echo err >&2; exit 3"])
+        .await;
+    assert_eq!(
+        (r.stdout.as_slice(), r.stderr.as_slice(), r.exit_code),
+        (&b"out"[..], &b"err\n"[..], 3)
+    );
     let r = c.exec(&id, &["hostname"]).await;
     assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "walk");
     let r = c.exec(&id, &["cat", "/etc/resolv.conf"]).await;
@@ -207,15 +267,23 @@ async fn a_pod_and_its_container_from_start_to_removal() {
         String::from_utf8_lossy(&r.stdout),
         "search default.svc.cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
     );
-    let r = c.exec(&id, &["ip", "-o", "-4", "addr", "show", "eth0"]).await;
+    let r = c
+        .exec(&id, &["ip", "-o", "-4", "addr", "show", "eth0"])
+        .await;
     assert!(String::from_utf8_lossy(&r.stdout).contains(&ip), "{r:?}");
-    let r = c.exec(&id, &["grep", "Seccomp:", "/proc/self/status"]).await;
-    assert!(String::from_utf8_lossy(&r.stdout).contains('2'), "the default seccomp profile is on: {r:?}");
+    let r = c
+        .exec(&id, &["grep", "Seccomp:", "/proc/self/status"])
+        .await;
+    assert!(
+        String::from_utf8_lossy(&r.stdout).contains('2'),
+        "the default seccomp profile is on: {r:?}"
+    );
 
     // Stats from the cgroup.
-    let stats = c
-        .rt
-        .container_stats(ContainerStatsRequest { container_id: id.clone() })
+    let stats =
+        c.rt.container_stats(ContainerStatsRequest {
+            container_id: id.clone(),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -225,12 +293,13 @@ async fn a_pod_and_its_container_from_start_to_removal() {
     assert!(stats.cpu.unwrap().usage_core_nano_seconds.is_some());
 
     // Listing with filters.
-    let list = c
-        .rt
-        .list_containers(ListContainersRequest {
+    let list =
+        c.rt.list_containers(ListContainersRequest {
             filter: Some(ContainerFilter {
                 pod_sandbox_id: pod.clone(),
-                label_selector: [("role".to_string(), "main".to_string())].into_iter().collect(),
+                label_selector: [("role".to_string(), "main".to_string())]
+                    .into_iter()
+                    .collect(),
                 ..Default::default()
             }),
         })
@@ -241,29 +310,46 @@ async fn a_pod_and_its_container_from_start_to_removal() {
     assert_eq!(list.len(), 1);
 
     // Stop: sleep ignores nothing, SIGTERM ends it.
-    c.rt
-        .stop_container(StopContainerRequest { container_id: id.clone(), timeout: 5 })
-        .await
-        .unwrap();
+    c.rt.stop_container(StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 5,
+    })
+    .await
+    .unwrap();
     let s = c.status(&id).await;
     assert_eq!(s.state, ContainerState::ContainerExited as i32);
     assert_eq!((s.exit_code, s.reason.as_str()), (143, "Error"));
     assert!(s.finished_at >= s.started_at);
 
-    c.rt
-        .remove_container(RemoveContainerRequest { container_id: id.clone() })
-        .await
-        .unwrap();
-    let e = c
-        .rt
-        .container_status(ContainerStatusRequest { container_id: id.clone(), verbose: false })
+    c.rt.remove_container(RemoveContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .unwrap();
+    let e =
+        c.rt.container_status(ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: false,
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
     assert!(!d.root().join("containers").join(&id).exists());
     c.remove_pod(&pod).await;
-    assert!(std::fs::read_dir(d.state().join("netns")).map(|r| r.count()).unwrap_or(0) == 0, "netns removed");
-    assert!(std::fs::read_dir(d.root().join("pods")).unwrap().next().is_none(), "pod dir removed");
+    assert!(
+        std::fs::read_dir(d.state().join("netns"))
+            .map(|r| r.count())
+            .unwrap_or(0)
+            == 0,
+        "netns removed"
+    );
+    assert!(
+        std::fs::read_dir(d.root().join("pods"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "pod dir removed"
+    );
 }
 
 /// The gRPC code of a call's result; an error must carry a message.
@@ -305,11 +391,16 @@ async fn pods_reach_each_other_and_a_host_port_answers() {
         host_ip: String::new(),
     }];
     let web = c.run_pod(web_cfg.clone()).await;
-    let httpd = c.create(&web, &web_cfg, container_config("httpd", HTTPD, &[])).await.unwrap();
+    let httpd = c
+        .create(&web, &web_cfg, container_config("httpd", HTTPD, &[]))
+        .await
+        .unwrap();
     c.start(&httpd).await;
-    let web_ip = c
-        .rt
-        .pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: web.clone(), verbose: false })
+    let web_ip =
+        c.rt.pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: web.clone(),
+            verbose: false,
+        })
         .await
         .unwrap()
         .into_inner()
@@ -321,7 +412,14 @@ async fn pods_reach_each_other_and_a_host_port_answers() {
 
     let client_cfg = pod_config("client", &logs);
     let other = c.run_pod(client_cfg.clone()).await;
-    let sh = c.create(&other, &client_cfg, container_config("sh", BUSYBOX, &["sleep", "1000"])).await.unwrap();
+    let sh = c
+        .create(
+            &other,
+            &client_cfg,
+            container_config("sh", BUSYBOX, &["sleep", "1000"]),
+        )
+        .await
+        .unwrap();
     c.start(&sh).await;
     let url = format!("http://{web_ip}/index.html");
     eventually("the web pod to answer the other pod", async || {
@@ -333,7 +431,8 @@ async fn pods_reach_each_other_and_a_host_port_answers() {
     // The host port, through the portmap plugin, on the host's loopback.
     eventually("the host port to answer", async || {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", host_port as u16)).await else {
+        let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", host_port as u16)).await
+        else {
             return false;
         };
         let _ = s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").await;
@@ -345,7 +444,9 @@ async fn pods_reach_each_other_and_a_host_port_answers() {
     c.remove_pod(&web).await;
     c.remove_pod(&other).await;
     assert!(
-        tokio::net::TcpStream::connect(("127.0.0.1", host_port as u16)).await.is_err(),
+        tokio::net::TcpStream::connect(("127.0.0.1", host_port as u16))
+            .await
+            .is_err(),
         "the host port is closed once the pod is gone"
     );
 }
@@ -359,13 +460,20 @@ async fn a_container_over_its_memory_limit_is_oom_killed() {
     let pod = c.run_pod(pc.clone()).await;
     let mut cfg = container_config("hog", BUSYBOX, &["tail", "/dev/zero"]);
     cfg.linux = Some(LinuxContainerConfig {
-        resources: Some(LinuxContainerResources { memory_limit_in_bytes: 32 << 20, ..Default::default() }),
+        resources: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 32 << 20,
+            ..Default::default()
+        }),
         ..Default::default()
     });
     let id = c.create(&pod, &pc, cfg).await.unwrap();
     c.start(&id).await;
     let s = c.wait_exited(&id).await;
-    assert_eq!((s.exit_code, s.reason.as_str()), (137, "OOMKilled"), "{s:?}");
+    assert_eq!(
+        (s.exit_code, s.reason.as_str()),
+        (137, "OOMKilled"),
+        "{s:?}"
+    );
     c.remove_pod(&pod).await;
 }
 
@@ -378,11 +486,28 @@ async fn berthd_killed_and_restarted_loses_nothing() {
     let pc = pod_config("durable", &logs);
     let pod = c.run_pod(pc.clone()).await;
     let counter = "i=0; while true; do echo $i; i=$((i+1)); sleep 0.1; done";
-    let ticker = c.create(&pod, &pc, container_config("ticker", BUSYBOX, &["sh", "-c", counter])).await.unwrap();
+    let ticker = c
+        .create(
+            &pod,
+            &pc,
+            container_config("ticker", BUSYBOX, &["sh", "-c", counter]),
+        )
+        .await
+        .unwrap();
     c.start(&ticker).await;
-    let quitter = c.create(&pod, &pc, container_config("quitter", BUSYBOX, &["sh", "-c", "sleep 1; exit 7"])).await.unwrap();
+    let quitter = c
+        .create(
+            &pod,
+            &pc,
+            container_config("quitter", BUSYBOX, &["sh", "-c", "sleep 1; exit 7"]),
+        )
+        .await
+        .unwrap();
     c.start(&quitter).await;
-    let created = c.create(&pod, &pc, container_config("waiting", BUSYBOX, &["true"])).await.unwrap();
+    let created = c
+        .create(&pod, &pc, container_config("waiting", BUSYBOX, &["true"]))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     d.kill9();
@@ -392,33 +517,66 @@ async fn berthd_killed_and_restarted_loses_nothing() {
     let mut c = client(&d).await;
 
     let s = c.status(&ticker).await;
-    assert_eq!(s.state, ContainerState::ContainerRunning as i32, "still running: {s:?}");
+    assert_eq!(
+        s.state,
+        ContainerState::ContainerRunning as i32,
+        "still running: {s:?}"
+    );
     let s = c.status(&quitter).await;
-    assert_eq!((s.state, s.exit_code), (ContainerState::ContainerExited as i32, 7), "the exit while down: {s:?}");
-    assert_eq!(c.status(&created).await.state, ContainerState::ContainerCreated as i32);
-    let pods = c.rt.list_pod_sandbox(ListPodSandboxRequest::default()).await.unwrap().into_inner().items;
-    assert_eq!((pods.len(), pods[0].state), (1, PodSandboxState::SandboxReady as i32));
+    assert_eq!(
+        (s.state, s.exit_code),
+        (ContainerState::ContainerExited as i32, 7),
+        "the exit while down: {s:?}"
+    );
+    assert_eq!(
+        c.status(&created).await.state,
+        ContainerState::ContainerCreated as i32
+    );
+    let pods =
+        c.rt.list_pod_sandbox(ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+    assert_eq!(
+        (pods.len(), pods[0].state),
+        (1, PodSandboxState::SandboxReady as i32)
+    );
     // The re-adopted container can still be created into, started and exec'd.
     c.start(&created).await;
     let r = c.exec(&ticker, &["echo", "alive"]).await;
     assert_eq!(r.stdout, b"alive\n");
 
     // Stopping the ticker through the restarted berthd: its exit is seen.
-    c.rt
-        .stop_container(StopContainerRequest { container_id: ticker.clone(), timeout: 2 })
-        .await
-        .unwrap();
-    assert_eq!(c.status(&ticker).await.state, ContainerState::ContainerExited as i32);
+    c.rt.stop_container(StopContainerRequest {
+        container_id: ticker.clone(),
+        timeout: 2,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        c.status(&ticker).await.state,
+        ContainerState::ContainerExited as i32
+    );
     let lines = log_lines(&logs.join("ticker.log"));
     let numbers: Vec<u64> = lines.iter().map(|l| l.parse().unwrap()).collect();
-    assert!(numbers.len() > 25, "the ticker logged through the restart: {}", numbers.len());
+    assert!(
+        numbers.len() > 25,
+        "the ticker logged through the restart: {}",
+        numbers.len()
+    );
     assert!(
         numbers.iter().enumerate().all(|(i, n)| *n == i as u64),
         "no line missing or duplicated: {numbers:?}"
     );
     c.remove_pod(&pod).await;
     assert!(
-        c.rt.list_containers(ListContainersRequest::default()).await.unwrap().into_inner().containers.is_empty()
+        c.rt.list_containers(ListContainersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .containers
+            .is_empty()
     );
 }
 
@@ -430,54 +588,176 @@ async fn bad_calls_get_the_right_codes() {
     let logs = d.dir.path().join("logs");
     let missing = "0123456789abcdef".repeat(4);
     assert_eq!(
-        code(c.rt.container_status(ContainerStatusRequest { container_id: missing.clone(), verbose: false }).await),
+        code(
+            c.rt.container_status(ContainerStatusRequest {
+                container_id: missing.clone(),
+                verbose: false
+            })
+            .await
+        ),
         Code::NotFound
     );
-    assert_eq!(code(c.rt.start_container(StartContainerRequest { container_id: missing.clone() }).await), Code::NotFound);
     assert_eq!(
-        code(c.rt.pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: missing.clone(), verbose: false }).await),
+        code(
+            c.rt.start_container(StartContainerRequest {
+                container_id: missing.clone()
+            })
+            .await
+        ),
+        Code::NotFound
+    );
+    assert_eq!(
+        code(
+            c.rt.pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: missing.clone(),
+                verbose: false
+            })
+            .await
+        ),
         Code::NotFound
     );
     // Repeats of stop and remove are not errors.
-    assert_eq!(code(c.rt.remove_container(RemoveContainerRequest { container_id: missing.clone() }).await), Code::Ok);
-    assert_eq!(code(c.rt.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: missing.clone() }).await), Code::Ok);
-    assert_eq!(code(c.rt.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: missing.clone() }).await), Code::Ok);
     assert_eq!(
-        code(c.rt.run_pod_sandbox(RunPodSandboxRequest { config: Some(PodSandboxConfig::default()), ..Default::default() }).await),
+        code(
+            c.rt.remove_container(RemoveContainerRequest {
+                container_id: missing.clone()
+            })
+            .await
+        ),
+        Code::Ok
+    );
+    assert_eq!(
+        code(
+            c.rt.remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: missing.clone()
+            })
+            .await
+        ),
+        Code::Ok
+    );
+    assert_eq!(
+        code(
+            c.rt.stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: missing.clone()
+            })
+            .await
+        ),
+        Code::Ok
+    );
+    assert_eq!(
+        code(
+            c.rt.run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(PodSandboxConfig::default()),
+                ..Default::default()
+            })
+            .await
+        ),
         Code::InvalidArgument
     );
     let pc = pod_config("errors", &logs);
     let pod = c.run_pod(pc.clone()).await;
     assert_eq!(
-        code(c.rt.run_pod_sandbox(RunPodSandboxRequest { config: Some(pc.clone()), ..Default::default() }).await),
+        code(
+            c.rt.run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(pc.clone()),
+                ..Default::default()
+            })
+            .await
+        ),
         Code::AlreadyExists
     );
     let cc = container_config("one", BUSYBOX, &["sleep", "100"]);
-    assert_eq!(c.create(&missing, &pc, cc.clone()).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        c.create(&missing, &pc, cc.clone())
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
     let no_image = container_config("x", "registry.berth.test/library/absent:1", &["true"]);
-    assert_eq!(c.create(&pod, &pc, no_image).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        c.create(&pod, &pc, no_image).await.unwrap_err().code(),
+        Code::NotFound
+    );
     let mut bad_cap = cc.clone();
     bad_cap.linux = Some(LinuxContainerConfig {
         security_context: Some(LinuxContainerSecurityContext {
-            capabilities: Some(Capability { add_capabilities: vec!["NOT_A_CAP".into()], ..Default::default() }),
+            capabilities: Some(Capability {
+                add_capabilities: vec!["NOT_A_CAP".into()],
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         ..Default::default()
     });
-    assert_eq!(c.create(&pod, &pc, bad_cap).await.unwrap_err().code(), Code::InvalidArgument);
+    assert_eq!(
+        c.create(&pod, &pc, bad_cap).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
     let id = c.create(&pod, &pc, cc.clone()).await.unwrap();
-    assert_eq!(c.create(&pod, &pc, cc).await.unwrap_err().code(), Code::AlreadyExists);
-    let exec = c.rt.exec_sync(ExecSyncRequest { container_id: id.clone(), cmd: vec!["true".into()], timeout: 0 }).await;
-    assert_eq!(code(exec), Code::FailedPrecondition, "exec in a container not started");
+    assert_eq!(
+        c.create(&pod, &pc, cc).await.unwrap_err().code(),
+        Code::AlreadyExists
+    );
+    let exec =
+        c.rt.exec_sync(ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["true".into()],
+            timeout: 0,
+        })
+        .await;
+    assert_eq!(
+        code(exec),
+        Code::FailedPrecondition,
+        "exec in a container not started"
+    );
     c.start(&id).await;
-    assert_eq!(code(c.rt.start_container(StartContainerRequest { container_id: id.clone() }).await), Code::FailedPrecondition);
-    let slow = c.rt.exec_sync(ExecSyncRequest { container_id: id.clone(), cmd: vec!["sleep".into(), "30".into()], timeout: 1 }).await;
+    assert_eq!(
+        code(
+            c.rt.start_container(StartContainerRequest {
+                container_id: id.clone()
+            })
+            .await
+        ),
+        Code::FailedPrecondition
+    );
+    let slow =
+        c.rt.exec_sync(ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["sleep".into(), "30".into()],
+            timeout: 1,
+        })
+        .await;
     assert_eq!(code(slow), Code::DeadlineExceeded);
-    assert_eq!(code(c.rt.stop_container(StopContainerRequest { container_id: id.clone(), timeout: 0 }).await), Code::Ok);
-    assert_eq!(code(c.rt.stop_container(StopContainerRequest { container_id: id.clone(), timeout: 0 }).await), Code::Ok);
+    assert_eq!(
+        code(
+            c.rt.stop_container(StopContainerRequest {
+                container_id: id.clone(),
+                timeout: 0
+            })
+            .await
+        ),
+        Code::Ok
+    );
+    assert_eq!(
+        code(
+            c.rt.stop_container(StopContainerRequest {
+                container_id: id.clone(),
+                timeout: 0
+            })
+            .await
+        ),
+        Code::Ok
+    );
     c.remove_pod(&pod).await;
     assert_eq!(
-        code(c.rt.container_status(ContainerStatusRequest { container_id: id, verbose: false }).await),
+        code(
+            c.rt.container_status(ContainerStatusRequest {
+                container_id: id,
+                verbose: false
+            })
+            .await
+        ),
         Code::NotFound,
         "removing the pod removed its containers"
     );
@@ -496,6 +776,13 @@ async fn metrics_count_calls_per_method() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("berth_cri_requests_total{method=\"Version\"} 3"), "{text}");
-    assert!(text.contains("berth_cri_request_duration_seconds_bucket{method=\"Version\",le=\"+Inf\"} 3"));
+    assert!(
+        text.contains("berth_cri_requests_total{method=\"Version\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "berth_cri_request_duration_seconds_bucket{method=\"Version\",le=\"+Inf\"} 3"
+        )
+    );
 }

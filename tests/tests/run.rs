@@ -32,7 +32,7 @@ fn run_prints_exits_with_the_code_and_rm_leaves_nothing() {
         "hello from berth\nberth-run-te\n"
     );
     assert!(
-        !root.path().join("containers/berth-run-test").exists(),
+        !root.path().join("cli/containers/berth-run-test").exists(),
         "--rm removes the container"
     );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();

@@ -26,14 +26,25 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { socket: String::new(), image: String::new(), pods: 10, hold: false, exec_sync: 0 };
+    let mut a = Args {
+        socket: String::new(),
+        image: String::new(),
+        pods: 10,
+        hold: false,
+        exec_sync: 0,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
         match x.as_str() {
             "--socket" => a.socket = it.next().expect("--socket PATH"),
             "--image" => a.image = it.next().expect("--image IMAGE"),
             "--pods" => a.pods = it.next().and_then(|n| n.parse().ok()).expect("--pods N"),
-            "--exec-sync" => a.exec_sync = it.next().and_then(|n| n.parse().ok()).expect("--exec-sync N"),
+            "--exec-sync" => {
+                a.exec_sync = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("--exec-sync N")
+            }
             "--hold" => a.hold = true,
             other => panic!("unknown argument {other:?}"),
         }
@@ -43,10 +54,17 @@ fn args() -> Args {
 
 type Times = BTreeMap<&'static str, Vec<f64>>;
 
-async fn timed<T>(times: &mut Times, name: &'static str, f: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>) -> T {
+async fn timed<T>(
+    times: &mut Times,
+    name: &'static str,
+    f: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> T {
     let t = Instant::now();
     let r = f.await.unwrap_or_else(|e| panic!("{name}: {e}"));
-    times.entry(name).or_default().push(t.elapsed().as_secs_f64() * 1000.0);
+    times
+        .entry(name)
+        .or_default()
+        .push(t.elapsed().as_secs_f64() * 1000.0);
     r.into_inner()
 }
 
@@ -66,8 +84,14 @@ fn pod_config(i: usize, logs: &str) -> PodSandboxConfig {
 
 fn container_config(image: &str) -> ContainerConfig {
     ContainerConfig {
-        metadata: Some(ContainerMetadata { name: "main".into(), attempt: 0 }),
-        image: Some(ImageSpec { image: image.into(), ..Default::default() }),
+        metadata: Some(ContainerMetadata {
+            name: "main".into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
         command: vec!["sleep".into(), "3600".into()],
         log_path: "main.log".into(),
         linux: Some(LinuxContainerConfig::default()),
@@ -83,43 +107,159 @@ async fn main() {
         .unwrap()
         .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
             let path = path.clone();
-            async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(path).await?,
+                ))
+            }
         }))
         .await
         .expect("connecting to the CRI socket");
     let mut rt = RuntimeServiceClient::new(ch.clone());
     let mut img = ImageServiceClient::new(ch);
-    img.pull_image(PullImageRequest { image: Some(ImageSpec { image: a.image.clone(), ..Default::default() }), ..Default::default() })
-        .await
-        .expect("pulling the image");
+    img.pull_image(PullImageRequest {
+        image: Some(ImageSpec {
+            image: a.image.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("pulling the image");
     let logs = format!("/run/berth-cri-bench-logs-{}", std::process::id());
     let mut times = Times::new();
     if a.exec_sync > 0 {
         let pc = pod_config(0, &logs);
-        let pod = timed(&mut times, "RunPodSandbox", rt.run_pod_sandbox(RunPodSandboxRequest { config: Some(pc.clone()), ..Default::default() })).await.pod_sandbox_id;
-        let id = timed(&mut times, "CreateContainer", rt.create_container(CreateContainerRequest { pod_sandbox_id: pod.clone(), config: Some(container_config(&a.image)), sandbox_config: Some(pc) })).await.container_id;
-        timed(&mut times, "StartContainer", rt.start_container(StartContainerRequest { container_id: id.clone() })).await;
+        let pod = timed(
+            &mut times,
+            "RunPodSandbox",
+            rt.run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(pc.clone()),
+                ..Default::default()
+            }),
+        )
+        .await
+        .pod_sandbox_id;
+        let id = timed(
+            &mut times,
+            "CreateContainer",
+            rt.create_container(CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(container_config(&a.image)),
+                sandbox_config: Some(pc),
+            }),
+        )
+        .await
+        .container_id;
+        timed(
+            &mut times,
+            "StartContainer",
+            rt.start_container(StartContainerRequest {
+                container_id: id.clone(),
+            }),
+        )
+        .await;
         for _ in 0..a.exec_sync {
-            let r = timed(&mut times, "ExecSync", rt.exec_sync(ExecSyncRequest { container_id: id.clone(), cmd: vec!["true".into()], timeout: 10 })).await;
+            let r = timed(
+                &mut times,
+                "ExecSync",
+                rt.exec_sync(ExecSyncRequest {
+                    container_id: id.clone(),
+                    cmd: vec!["true".into()],
+                    timeout: 10,
+                }),
+            )
+            .await;
             assert_eq!(r.exit_code, 0);
         }
-        timed(&mut times, "StopPodSandbox", rt.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() })).await;
-        timed(&mut times, "RemovePodSandbox", rt.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod })).await;
+        timed(
+            &mut times,
+            "StopPodSandbox",
+            rt.stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            }),
+        )
+        .await;
+        timed(
+            &mut times,
+            "RemovePodSandbox",
+            rt.remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: pod,
+            }),
+        )
+        .await;
     } else {
         let mut running = Vec::new();
-        let teardown = async |rt: &mut RuntimeServiceClient<_>, times: &mut Times, pod: String, id: String| {
-            timed(times, "StopContainer", rt.stop_container(StopContainerRequest { container_id: id.clone(), timeout: 0 })).await;
-            timed(times, "RemoveContainer", rt.remove_container(RemoveContainerRequest { container_id: id })).await;
-            timed(times, "StopPodSandbox", rt.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() })).await;
-            timed(times, "RemovePodSandbox", rt.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod })).await;
-        };
+        let teardown =
+            async |rt: &mut RuntimeServiceClient<_>, times: &mut Times, pod: String, id: String| {
+                timed(
+                    times,
+                    "StopContainer",
+                    rt.stop_container(StopContainerRequest {
+                        container_id: id.clone(),
+                        timeout: 0,
+                    }),
+                )
+                .await;
+                timed(
+                    times,
+                    "RemoveContainer",
+                    rt.remove_container(RemoveContainerRequest { container_id: id }),
+                )
+                .await;
+                timed(
+                    times,
+                    "StopPodSandbox",
+                    rt.stop_pod_sandbox(StopPodSandboxRequest {
+                        pod_sandbox_id: pod.clone(),
+                    }),
+                )
+                .await;
+                timed(
+                    times,
+                    "RemovePodSandbox",
+                    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+                        pod_sandbox_id: pod,
+                    }),
+                )
+                .await;
+            };
         for i in 0..a.pods {
             let start = Instant::now();
             let pc = pod_config(i, &logs);
-            let pod = timed(&mut times, "RunPodSandbox", rt.run_pod_sandbox(RunPodSandboxRequest { config: Some(pc.clone()), ..Default::default() })).await.pod_sandbox_id;
-            let id = timed(&mut times, "CreateContainer", rt.create_container(CreateContainerRequest { pod_sandbox_id: pod.clone(), config: Some(container_config(&a.image)), sandbox_config: Some(pc) })).await.container_id;
-            timed(&mut times, "StartContainer", rt.start_container(StartContainerRequest { container_id: id.clone() })).await;
-            times.entry("PodStart").or_default().push(start.elapsed().as_secs_f64() * 1000.0);
+            let pod = timed(
+                &mut times,
+                "RunPodSandbox",
+                rt.run_pod_sandbox(RunPodSandboxRequest {
+                    config: Some(pc.clone()),
+                    ..Default::default()
+                }),
+            )
+            .await
+            .pod_sandbox_id;
+            let id = timed(
+                &mut times,
+                "CreateContainer",
+                rt.create_container(CreateContainerRequest {
+                    pod_sandbox_id: pod.clone(),
+                    config: Some(container_config(&a.image)),
+                    sandbox_config: Some(pc),
+                }),
+            )
+            .await
+            .container_id;
+            timed(
+                &mut times,
+                "StartContainer",
+                rt.start_container(StartContainerRequest {
+                    container_id: id.clone(),
+                }),
+            )
+            .await;
+            times
+                .entry("PodStart")
+                .or_default()
+                .push(start.elapsed().as_secs_f64() * 1000.0);
             if a.hold {
                 running.push((pod, id));
             } else {
