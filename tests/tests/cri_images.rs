@@ -216,7 +216,7 @@ async fn bad_calls_get_the_right_codes() {
         .run_pod_sandbox(RunPodSandboxRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Code::Unimplemented);
+    assert_eq!(e.code(), Code::InvalidArgument, "a pod needs a config");
 }
 
 #[test]

@@ -366,7 +366,9 @@ fn create_then_start_and_state() {
 #[test]
 fn kill_all_and_pause_resume() {
     let rt = Runtime::new();
-    let id = rt.run_detached(&sh("sleep 60 & sleep 61 & wait"), "killall");
+    // The bundle must outlive the container: its rootfs is the container's.
+    let bundle = sh("sleep 60 & sleep 61 & wait");
+    let id = rt.run_detached(&bundle, "killall");
     let mut pids = Vec::new();
     for _ in 0..200 {
         pids =
@@ -375,7 +377,7 @@ fn kill_all_and_pause_resume() {
         if pids.len() == 3 {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        std::thread::sleep(std::time::Duration::from_millis(25));
     }
     assert_eq!(pids.len(), 3, "sh and two sleeps");
 

@@ -68,7 +68,7 @@ mod tests {
         let second = images::build_all(busybox(), b.path()).unwrap();
         let digests = |v: &[images::Built]| v.iter().map(|x| x.digest.clone()).collect::<Vec<_>>();
         assert_eq!(digests(&first), digests(&second));
-        assert_eq!(first.len(), 11);
+        assert_eq!(first.len(), 12);
     }
 
     #[test]
