@@ -31,6 +31,7 @@ pub mod spec;
 pub mod stats;
 pub mod status;
 pub mod store;
+pub mod streaming;
 pub mod users;
 
 pub use berth_proto::CRI_API_VERSION;

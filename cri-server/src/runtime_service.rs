@@ -1,6 +1,6 @@
 //! The CRI RuntimeService: each call checks its request and hands the work to
-//! `pods` or `containers`. Streaming (Exec, Attach, PortForward) and the metrics
-//! calls answer Unimplemented (the generated default) until they are built.
+//! `pods` or `containers`; Exec, Attach and PortForward return a URL on the
+//! streaming server. The metrics calls answer Unimplemented (the generated default).
 
 use crate::containers;
 use crate::daemon::{Daemon, lock};
@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 
 pub struct Runtime {
     pub daemon: Arc<Daemon>,
+    pub streaming: Arc<crate::streaming::Server>,
 }
 
 fn ok<T>(t: T) -> Result<Response<T>, Status> {
@@ -226,6 +227,61 @@ impl RuntimeService for Runtime {
         ok(containers::exec_sync(&self.daemon, &req.container_id, req.cmd, req.timeout).await?)
     }
 
+    async fn exec(&self, req: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
+        let r = req.into_inner();
+        if r.cmd.is_empty() {
+            return Err(Status::invalid_argument(
+                "cmd is empty: give the command to run",
+            ));
+        }
+        check_streams(r.stdin, r.stdout, r.stderr, r.tty)?;
+        let c = containers::running(&self.daemon, &r.container_id)?;
+        let url = self.streaming.url(crate::streaming::Request::Exec {
+            container_id: c.get().id,
+            cmd: r.cmd,
+            tty: r.tty,
+            stdin: r.stdin,
+            stdout: r.stdout,
+            stderr: r.stderr,
+        });
+        ok(ExecResponse { url })
+    }
+
+    async fn attach(
+        &self,
+        req: Request<AttachRequest>,
+    ) -> Result<Response<AttachResponse>, Status> {
+        let r = req.into_inner();
+        check_streams(r.stdin, r.stdout, r.stderr, r.tty)?;
+        let c = containers::running(&self.daemon, &r.container_id)?;
+        let url = self.streaming.url(crate::streaming::Request::Attach {
+            container_id: c.get().id,
+            tty: r.tty,
+            stdin: r.stdin,
+            stdout: r.stdout,
+            stderr: r.stderr,
+        });
+        ok(AttachResponse { url })
+    }
+
+    async fn port_forward(
+        &self,
+        req: Request<PortForwardRequest>,
+    ) -> Result<Response<PortForwardResponse>, Status> {
+        let r = req.into_inner();
+        let pod = self.daemon.pod(&r.pod_sandbox_id)?.get();
+        if pod.state != store::PodState::Ready {
+            return Err(Status::failed_precondition(format!(
+                "pod sandbox {} is not ready",
+                pod.id
+            )));
+        }
+        let url = self
+            .streaming
+            .url(crate::streaming::Request::PortForward { pod_id: pod.id });
+        ok(PortForwardResponse { url })
+    }
+
     async fn container_stats(
         &self,
         req: Request<ContainerStatsRequest>,
@@ -380,6 +436,22 @@ impl RuntimeService for Runtime {
             "berth does not checkpoint containers (no CRIU support)",
         ))
     }
+}
+
+/// The stream flags kubelet accepts: at least one stream, and no separate
+/// stderr with a terminal.
+fn check_streams(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> Result<(), Status> {
+    if !(stdin || stdout || stderr) {
+        return Err(Status::invalid_argument(
+            "one of stdin, stdout or stderr must be set",
+        ));
+    }
+    if tty && stderr {
+        return Err(Status::invalid_argument(
+            "tty and stderr cannot both be set: a terminal has one output",
+        ));
+    }
+    Ok(())
 }
 
 impl Runtime {

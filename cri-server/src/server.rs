@@ -32,7 +32,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let daemon = crate::daemon::Daemon::new(config.clone(), store.clone());
     crate::pods::install_pause(&daemon).context("installing the built-in pause")?;
     daemon.recover().await;
-    let runtime = crate::runtime_service::Runtime { daemon };
+    let streaming = crate::streaming::Server::start(&config.streaming_address, daemon.clone())
+        .await
+        .with_context(|| {
+            format!(
+                "starting the streaming server on {}",
+                config.streaming_address
+            )
+        })?;
+    let runtime = crate::runtime_service::Runtime { daemon, streaming };
     let images = crate::image_service::Images { store };
     let metrics = Arc::new(crate::metrics::Metrics::default());
     if !config.metrics_address.is_empty() {

@@ -18,6 +18,8 @@ pub struct Launch {
     pub exec_process: Option<PathBuf>,
     pub log_path: Option<PathBuf>,
     pub raw_output: bool,
+    /// Hold the output until an attach client joins (streamed execs).
+    pub attach_first: bool,
     pub stdin: bool,
     pub stdin_once: bool,
     pub terminal: bool,
@@ -54,6 +56,7 @@ pub async fn start(bin: &Binaries, l: &Launch) -> Result<i32, String> {
     }
     for (flag, on) in [
         ("--raw-output", l.raw_output),
+        ("--attach-first", l.attach_first),
         ("--stdin", l.stdin),
         ("--stdin-once", l.stdin_once),
         ("--terminal", l.terminal),

@@ -178,6 +178,7 @@ fn child(
                 .console_size()
                 .as_ref()
                 .map(|b| (b.height(), b.width())),
+            false,
         )?,
         None => {
             for fd in 0..3 {

@@ -173,6 +173,7 @@ fn run(init: &Init) -> Result<std::convert::Infallible> {
                 .console_size()
                 .as_ref()
                 .map(|b| (b.height(), b.width())),
+            true,
         )?;
     } else {
         // Let a non-root process write to the stdio it was given.
@@ -343,8 +344,9 @@ fn exec(program: &CString, args: &[CString], env: &[CString]) -> Result<std::con
 }
 
 /// Opens a pty in the container's devpts, sends the master over the console
-/// socket and makes the slave the controlling terminal and stdio.
-pub fn setup_terminal(sock: &OwnedFd, size: Option<(u64, u64)>) -> Result<()> {
+/// socket and makes the slave the controlling terminal and stdio. The init
+/// also gets it as /dev/console; an exec does not (as with runc).
+pub fn setup_terminal(sock: &OwnedFd, size: Option<(u64, u64)>, console: bool) -> Result<()> {
     let ptmx = sys::open(Path::new("/dev/ptmx"), libc::O_RDWR | libc::O_NOCTTY)
         .map_err(|e| Error::path("opening", "/dev/ptmx", e))?;
     let m = ptmx.as_raw_fd();
@@ -372,7 +374,9 @@ pub fn setup_terminal(sock: &OwnedFd, size: Option<(u64, u64)>) -> Result<()> {
     }
     send_fd(sock, m, &slave_path)?;
     drop(ptmx);
-    bind_console(&slave_path)?;
+    if console {
+        bind_console(&slave_path)?;
+    }
     // SAFETY: become a session leader and take the slave as controlling terminal.
     unsafe {
         sys::check_int(libc::setsid()).map_err(|e| Error::sys("setsid", e))?;

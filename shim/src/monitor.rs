@@ -229,19 +229,32 @@ impl Monitor {
     fn run(&mut self, opts: &Options) {
         let mut buf = vec![0u8; attach::MAX_MESSAGE];
         let mut exited_at: Option<Instant> = None;
+        // With --attach-first the output waits in its pipe (or the pty) for the
+        // first client; the drain deadline after the exit is a minute then.
+        let mut attached = !opts.attach_first;
         loop {
+            attached |= !self.clients.is_empty();
             let done_streams = self.out.is_none() && self.err.is_none();
+            let drain = if attached {
+                Duration::from_secs(2)
+            } else {
+                Duration::from_secs(60)
+            };
             if self.status.is_some()
-                && (done_streams || exited_at.is_some_and(|t| t.elapsed() > Duration::from_secs(2)))
+                && (done_streams || exited_at.is_some_and(|t| t.elapsed() > drain))
             {
                 break;
             }
+            let output = |f: &Option<OwnedFd>| match f {
+                Some(f) if attached => pfd(f),
+                _ => skip(),
+            };
             let mut fds = vec![
                 pfd(&self.sigfd),
                 pfd(&self.control),
                 pfd(&self.attach),
-                self.out.as_ref().map_or(skip(), pfd),
-                self.err.as_ref().map_or(skip(), pfd),
+                output(&self.out),
+                output(&self.err),
             ];
             fds.extend(self.clients.iter().map(pfd));
             // SAFETY: a valid array of pollfds.

@@ -1,7 +1,7 @@
 //! The shim's command line. Hand-parsed: the shim is tiny and runs per container.
 //!
 //! `berth-shim --id ID --bundle DIR --state-dir DIR [--runtime PATH]
-//!   [--runtime-root DIR] [--log-path FILE] [--raw-output] [--stdin] [--stdin-once] [--terminal]
+//!   [--runtime-root DIR] [--log-path FILE] [--raw-output] [--attach-first] [--stdin] [--stdin-once] [--terminal]
 //!   [--exec-process FILE]`
 
 use std::path::PathBuf;
@@ -17,6 +17,9 @@ pub struct Options {
     pub log_path: Option<PathBuf>,
     /// Write stdout and stderr unframed to `<state-dir>/stdout` and `stderr`.
     pub raw_output: bool,
+    /// Read no output until the first attach client is connected (an exec whose
+    /// output a streaming client must see from the first byte).
+    pub attach_first: bool,
     /// Keep a stdin for the container, fed through the attach socket.
     pub stdin: bool,
     /// Close the container's stdin when the first attach client leaves.
@@ -44,6 +47,7 @@ pub fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--log-path" => o.log_path = Some(value("--log-path")?.into()),
             "--exec-process" => o.exec_process = Some(value("--exec-process")?.into()),
             "--raw-output" => o.raw_output = true,
+            "--attach-first" => o.attach_first = true,
             "--stdin" => o.stdin = true,
             "--stdin-once" => o.stdin_once = true,
             "--terminal" => o.terminal = true,

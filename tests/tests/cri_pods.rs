@@ -189,7 +189,11 @@ async fn a_pod_and_its_container_from_start_to_removal() {
     let d = Berthd::with_network();
     let mut c = client(&d).await;
     c.pull(BUSYBOX).await;
-    let mut events = c.rt.get_container_events(GetEventsRequest::default()).await.unwrap().into_inner();
+    let mut events =
+        c.rt.get_container_events(GetEventsRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
     let logs = d.dir.path().join("logs");
     let mut pc = pod_config("walk", &logs);
     pc.dns_config = Some(DnsConfig {
@@ -338,7 +342,11 @@ async fn a_pod_and_its_container_from_start_to_removal() {
     assert!(!d.root().join("containers").join(&id).exists());
     let mut seen = Vec::new();
     while seen.len() < 4 {
-        let e = tokio::time::timeout(Duration::from_secs(5), events.message()).await.unwrap().unwrap().unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(5), events.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(e.container_id, id);
         assert_eq!(e.pod_sandbox_status.unwrap().id, pod);
         seen.push(e.container_event_type);
@@ -346,7 +354,13 @@ async fn a_pod_and_its_container_from_start_to_removal() {
     use ContainerEventType::*;
     assert_eq!(
         seen,
-        [ContainerCreatedEvent, ContainerStartedEvent, ContainerStoppedEvent, ContainerDeletedEvent].map(|t| t as i32)
+        [
+            ContainerCreatedEvent,
+            ContainerStartedEvent,
+            ContainerStoppedEvent,
+            ContainerDeletedEvent
+        ]
+        .map(|t| t as i32)
     );
     c.remove_pod(&pod).await;
     assert!(

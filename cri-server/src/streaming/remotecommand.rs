@@ -1,0 +1,509 @@
+//! Exec and attach, the Kubernetes remotecommand protocol.
+//!
+//! Over SPDY the client opens one stream per channel (header `streamtype`:
+//! `error`, `stdin`, `stdout`, `stderr`, `resize`); over WebSocket every binary
+//! message starts with its channel (0 stdin, 1 stdout, 2 stderr, 3 error,
+//! 4 resize; with v5, 255 closes the channel named by the next byte). At the end
+//! the error channel carries the outcome: from v4 on a JSON `Status` (Success, or
+//! Failure with reason NonZeroExitCode and the code), before that a message.
+//!
+//! An exec runs under a shim of its own started with `--attach-first`, so not a
+//! byte of output is lost before berthd joins its attach socket; an attach joins
+//! the container's shim.
+
+use super::Request;
+use super::attach::{AttachSocket, Input, Output, parse_resizes};
+use super::spdy::{self, Event};
+use crate::daemon::Daemon;
+use crate::{containers, shim, store};
+use futures_util::{SinkExt, StreamExt};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+/// In the server's order of preference.
+pub const SPDY_PROTOCOLS: &[&str] = &[
+    "v4.channel.k8s.io",
+    "v3.channel.k8s.io",
+    "v2.channel.k8s.io",
+    "channel.k8s.io",
+];
+pub const WS_PROTOCOLS: &[&str] = &[
+    "v5.channel.k8s.io",
+    "v4.channel.k8s.io",
+    "v3.channel.k8s.io",
+    "v2.channel.k8s.io",
+    "channel.k8s.io",
+];
+
+/// How the command ended, as the error channel reports it.
+enum Outcome {
+    Exited(i32),
+    Failed(String),
+}
+
+fn status_message(protocol: &str, outcome: &Outcome) -> Option<Vec<u8>> {
+    let v4 = protocol == "v4.channel.k8s.io" || protocol == "v5.channel.k8s.io";
+    match (outcome, v4) {
+        (Outcome::Exited(0), true) => Some(br#"{"metadata":{},"status":"Success"}"#.to_vec()),
+        (Outcome::Exited(0), false) => None,
+        (Outcome::Exited(code), true) => Some(
+            serde_json::json!({
+                "metadata": {},
+                "status": "Failure",
+                "message": format!("command terminated with non-zero exit code: exit status {code}"),
+                "reason": "NonZeroExitCode",
+                "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]}
+            })
+            .to_string()
+            .into_bytes(),
+        ),
+        (Outcome::Exited(code), false) => Some(format!("command terminated with exit code {code}").into_bytes()),
+        (Outcome::Failed(msg), true) => Some(
+            serde_json::json!({"metadata": {}, "status": "Failure", "message": msg, "reason": "InternalError"})
+                .to_string()
+                .into_bytes(),
+        ),
+        (Outcome::Failed(msg), false) => Some(msg.clone().into_bytes()),
+    }
+}
+
+/// The process side of a session: where its attach socket is, and for an exec
+/// the shim directory to learn the exit from.
+struct Target {
+    socket: PathBuf,
+    exec_dir: Option<PathBuf>,
+}
+
+impl Target {
+    /// `size`: the client's terminal (rows, columns) for an exec with a tty, so
+    /// the command starts with it rather than racing the first resize.
+    async fn open(
+        d: &Arc<Daemon>,
+        req: &Request,
+        size: Option<(u16, u16)>,
+    ) -> Result<Target, String> {
+        match req {
+            Request::Exec {
+                container_id,
+                cmd,
+                tty,
+                stdin,
+                ..
+            } => {
+                let c =
+                    containers::running(d, container_id).map_err(|s| s.message().to_string())?;
+                let id = c.get().id;
+                let mut process = containers::exec_process(d, &id, cmd, *tty)
+                    .map_err(|s| s.message().to_string())?;
+                if let (true, Some((rows, cols))) = (*tty, size) {
+                    process["consoleSize"] = serde_json::json!({"height": rows, "width": cols});
+                }
+                let dir = d.paths.state.join("execs").join(store::new_id());
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+                let file = dir.join("process.json");
+                store::write_atomic(&file, &serde_json::to_vec(&process).unwrap_or_default())
+                    .map_err(|e| format!("writing {}: {e}", file.display()))?;
+                let launch = shim::Launch {
+                    id,
+                    shim_dir: dir.clone(),
+                    exec_process: Some(file),
+                    stdin: *stdin,
+                    terminal: *tty,
+                    attach_first: true,
+                    ..Default::default()
+                };
+                if let Err(e) = shim::start(&d.bins, &launch).await {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(e);
+                }
+                Ok(Target {
+                    socket: dir.join("attach.sock"),
+                    exec_dir: Some(dir),
+                })
+            }
+            Request::Attach { container_id, .. } => {
+                let c =
+                    containers::running(d, container_id).map_err(|s| s.message().to_string())?;
+                Ok(Target {
+                    socket: d.paths.shim_dir(&c.get().id).join("attach.sock"),
+                    exec_dir: None,
+                })
+            }
+            Request::PortForward { .. } => Err("not an exec or attach".into()),
+        }
+    }
+
+    /// Joins the attach socket to the client's channels; returns when the
+    /// process's output has ended (or the client left: then an exec is killed).
+    async fn run(
+        &self,
+        input: mpsc::Receiver<Input>,
+        output: mpsc::UnboundedSender<Output>,
+        client_gone: impl std::future::Future<Output = ()>,
+    ) -> Outcome {
+        let sock = match AttachSocket::connect(&self.socket) {
+            Ok(s) => s,
+            Err(e) => {
+                return Outcome::Failed(format!("attaching to {}: {e}", self.socket.display()));
+            }
+        };
+        tokio::select! {
+            _ = sock.pump(input, output) => {}
+            _ = client_gone => {
+                if let Some(dir) = &self.exec_dir {
+                    let _ = shim::control(dir, "signal 9").await;
+                }
+            }
+        }
+        match &self.exec_dir {
+            Some(dir) => match shim::wait(dir).await {
+                Some(e) => Outcome::Exited(e.exit_code),
+                None => Outcome::Failed("the exec's shim ended without recording an exit".into()),
+            },
+            None => Outcome::Exited(0),
+        }
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.exec_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn flags(req: &Request) -> (bool, bool, bool, bool) {
+    match req {
+        Request::Exec {
+            tty,
+            stdin,
+            stdout,
+            stderr,
+            ..
+        }
+        | Request::Attach {
+            tty,
+            stdin,
+            stdout,
+            stderr,
+            ..
+        } => (*tty, *stdin, *stdout, *stderr),
+        Request::PortForward { .. } => (false, false, false, false),
+    }
+}
+
+pub async fn serve_spdy(
+    d: &Arc<Daemon>,
+    req: Request,
+    protocol: &str,
+    pipe: super::Pipe,
+) -> Result<(), String> {
+    let (mut events, out) = spdy::session(pipe);
+    let (tty, stdin, stdout, stderr) = flags(&req);
+    // The streams the client opens for this request, as kubelet counts them.
+    let resize_stream = tty && !matches!(protocol, "" | "channel.k8s.io" | "v2.channel.k8s.io");
+    let expected =
+        1 + stdin as usize + stdout as usize + (stderr && !tty) as usize + resize_stream as usize;
+    let mut ids: std::collections::HashMap<String, u32> = Default::default();
+    let mut early_stdin: Vec<Event> = Vec::new();
+    let gather = async {
+        while ids.len() < expected {
+            match events.recv().await {
+                Some(Event::Open { id, headers }) => {
+                    let kind = spdy::header(&headers, "streamtype")
+                        .unwrap_or_default()
+                        .to_string();
+                    ids.insert(kind, id);
+                }
+                Some(e) => early_stdin.push(e),
+                None => return false,
+            }
+        }
+        true
+    };
+    match tokio::time::timeout(Duration::from_secs(30), gather).await {
+        Ok(true) => {}
+        Ok(false) => return Err("the client left before opening its streams".into()),
+        Err(_) => {
+            out.go_away(0);
+            return Err(format!(
+                "the client opened {} of {expected} streams within 30 s",
+                ids.len()
+            ));
+        }
+    }
+    let id = |k: &str| ids.get(k).copied();
+    let (err_id, stdin_id, stdout_id, stderr_id, resize_id) = (
+        id("error"),
+        id("stdin"),
+        id("stdout"),
+        id("stderr"),
+        id("resize"),
+    );
+
+    // A terminal's first size comes right after the streams; wait a moment for it.
+    let mut size = None;
+    let mut resize_buf = Vec::new();
+    if let (true, Some(rid)) = (matches!(req, Request::Exec { .. }), resize_id) {
+        let first = async {
+            while let Some(e) = events.recv().await {
+                if let Event::Data { id, data } = &e
+                    && *id == rid
+                {
+                    resize_buf.extend_from_slice(data);
+                    if let Some(s) = parse_resizes(&mut resize_buf).last() {
+                        return Some(*s);
+                    }
+                    continue;
+                }
+                early_stdin.push(e);
+            }
+            None
+        };
+        size = tokio::time::timeout(Duration::from_secs(1), first)
+            .await
+            .ok()
+            .flatten();
+    }
+    let target = match Target::open(d, &req, size).await {
+        Ok(t) => t,
+        Err(e) => {
+            finish_spdy(&out, protocol, err_id, &ids, &Outcome::Failed(e.clone()));
+            return Err(e);
+        }
+    };
+    let (in_tx, in_rx) = mpsc::channel::<Input>(64);
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Output>();
+    let (gone_tx, gone_rx) = tokio::sync::oneshot::channel::<()>();
+    // An exec's stdin ends with the client's; a container's stdin is closed by
+    // its shim when an attach client leaves, and only with stdin_once.
+    let forward_close = matches!(req, Request::Exec { .. });
+    // Client → process.
+    let client = async move {
+        let mut handle = async |e: Event| -> bool {
+            match e {
+                Event::Data { id, data } if Some(id) == stdin_id => {
+                    in_tx.send(Input::Stdin(data)).await.is_ok()
+                }
+                Event::Fin { id } | Event::Reset { id }
+                    if Some(id) == stdin_id && forward_close =>
+                {
+                    in_tx.send(Input::CloseStdin).await.is_ok()
+                }
+                Event::Data { id, data } if Some(id) == resize_id => {
+                    resize_buf.extend_from_slice(&data);
+                    for (rows, cols) in parse_resizes(&mut resize_buf) {
+                        let _ = in_tx.send(Input::Resize(rows, cols)).await;
+                    }
+                    true
+                }
+                _ => true,
+            }
+        };
+        for e in early_stdin {
+            handle(e).await;
+        }
+        while let Some(e) = events.recv().await {
+            handle(e).await;
+        }
+        let _ = gone_tx.send(());
+    };
+    tokio::spawn(client);
+    // Process → client.
+    let o = out.clone();
+    let forward = tokio::spawn(async move {
+        while let Some(msg) = out_rx.recv().await {
+            match msg {
+                Output::Stdout(b) => stdout_id.inspect(|id| o.data(*id, &b, false)),
+                Output::Stderr(b) => stderr_id.or(stdout_id).inspect(|id| o.data(*id, &b, false)),
+            };
+        }
+    });
+    let outcome = target
+        .run(in_rx, out_tx, async {
+            let _ = gone_rx.await;
+        })
+        .await;
+    let _ = forward.await;
+    finish_spdy(&out, protocol, err_id, &ids, &outcome);
+    Ok(())
+}
+
+/// The outcome on the error stream, then every stream finished and the
+/// connection closed.
+fn finish_spdy(
+    out: &spdy::Out,
+    protocol: &str,
+    err_id: Option<u32>,
+    ids: &std::collections::HashMap<String, u32>,
+    outcome: &Outcome,
+) {
+    if let (Some(e), Some(msg)) = (err_id, status_message(protocol, outcome)) {
+        out.data(e, &msg, false);
+    }
+    let mut all: Vec<u32> = ids.values().copied().collect();
+    all.sort_unstable();
+    for id in &all {
+        out.data(*id, &[], true);
+    }
+    out.go_away(all.last().copied().unwrap_or(0));
+}
+
+const STDIN: u8 = 0;
+const STDOUT: u8 = 1;
+const STDERR: u8 = 2;
+const ERROR: u8 = 3;
+const RESIZE: u8 = 4;
+const CLOSE: u8 = 255;
+
+pub async fn serve_ws(
+    d: &Arc<Daemon>,
+    req: Request,
+    protocol: &str,
+    ws: WebSocketStream<TcpStream>,
+) -> Result<(), String> {
+    let (mut sink, mut stream) = ws.split();
+    let (tty, ..) = flags(&req);
+    // A terminal's first size is the client's first message; wait a moment for it.
+    let mut early: Vec<Message> = Vec::new();
+    let mut size = None;
+    if tty && matches!(req, Request::Exec { .. }) {
+        let first = async {
+            while let Some(Ok(m)) = stream.next().await {
+                if let Message::Binary(b) = &m
+                    && b.first() == Some(&RESIZE)
+                {
+                    let mut buf = b[1..].to_vec();
+                    if let Some(s) = parse_resizes(&mut buf).last() {
+                        return Some(*s);
+                    }
+                }
+                early.push(m);
+            }
+            None
+        };
+        size = tokio::time::timeout(Duration::from_secs(1), first)
+            .await
+            .ok()
+            .flatten();
+    }
+    let target = match Target::open(d, &req, size).await {
+        Ok(t) => t,
+        Err(e) => {
+            if let Some(msg) = status_message(protocol, &Outcome::Failed(e.clone())) {
+                let _ = sink
+                    .send(Message::Binary([&[ERROR][..], &msg].concat().into()))
+                    .await;
+            }
+            let _ = sink.send(Message::Close(None)).await;
+            return Err(e);
+        }
+    };
+    let (in_tx, in_rx) = mpsc::channel::<Input>(64);
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Output>();
+    let (gone_tx, gone_rx) = tokio::sync::oneshot::channel::<()>();
+    let (msg_tx, mut msg_rx) = mpsc::unbounded_channel::<Message>();
+    let forward_close = matches!(req, Request::Exec { .. });
+    // Client → process; pings are answered by tungstenite as it reads.
+    tokio::spawn(async move {
+        let mut resize_buf = Vec::new();
+        let mut early = early.into_iter();
+        loop {
+            let m = match early.next() {
+                Some(m) => m,
+                None => match stream.next().await {
+                    Some(Ok(m)) => m,
+                    _ => break,
+                },
+            };
+            let Message::Binary(b) = m else {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+                continue;
+            };
+            match (b.first().copied(), b.get(1).copied()) {
+                (Some(STDIN), _) => {
+                    let _ = in_tx.send(Input::Stdin(b[1..].to_vec())).await;
+                }
+                (Some(RESIZE), _) => {
+                    resize_buf.extend_from_slice(&b[1..]);
+                    for (rows, cols) in parse_resizes(&mut resize_buf) {
+                        let _ = in_tx.send(Input::Resize(rows, cols)).await;
+                    }
+                }
+                (Some(CLOSE), Some(STDIN)) if forward_close => {
+                    let _ = in_tx.send(Input::CloseStdin).await;
+                }
+                _ => {}
+            }
+        }
+        let _ = gone_tx.send(());
+    });
+    let writer = tokio::spawn(async move {
+        while let Some(m) = msg_rx.recv().await {
+            let close = matches!(m, Message::Close(_));
+            if sink.send(m).await.is_err() || close {
+                break;
+            }
+        }
+    });
+    let m = msg_tx.clone();
+    let forward = tokio::spawn(async move {
+        while let Some(o) = out_rx.recv().await {
+            let (ch, b) = match o {
+                Output::Stdout(b) => (STDOUT, b),
+                Output::Stderr(b) => (if tty { STDOUT } else { STDERR }, b),
+            };
+            let _ = m.send(Message::Binary([&[ch][..], &b].concat().into()));
+        }
+    });
+    let outcome = target
+        .run(in_rx, out_tx, async {
+            let _ = gone_rx.await;
+        })
+        .await;
+    let _ = forward.await;
+    if let Some(msg) = status_message(protocol, &outcome) {
+        let _ = msg_tx.send(Message::Binary([&[ERROR][..], &msg].concat().into()));
+    }
+    let _ = msg_tx.send(Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    })));
+    drop(msg_tx);
+    let _ = writer.await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_per_protocol_version() {
+        let ok = status_message("v4.channel.k8s.io", &Outcome::Exited(0)).unwrap();
+        assert_eq!(ok, br#"{"metadata":{},"status":"Success"}"#);
+        let bad: serde_json::Value = serde_json::from_slice(
+            &status_message("v5.channel.k8s.io", &Outcome::Exited(3)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(bad["reason"], "NonZeroExitCode");
+        assert_eq!(bad["details"]["causes"][0]["message"], "3");
+        assert!(status_message("v2.channel.k8s.io", &Outcome::Exited(0)).is_none());
+        assert!(
+            String::from_utf8(status_message("channel.k8s.io", &Outcome::Exited(2)).unwrap())
+                .unwrap()
+                .contains('2')
+        );
+    }
+}
