@@ -100,7 +100,14 @@ pub async fn serve_spdy(d: &Arc<Daemon>, pod_id: &str, pipe: super::Pipe) -> Res
                         let (out, netns) = (out.clone(), netns.clone());
                         tokio::spawn(async move {
                             match connect(netns.as_deref(), port).await {
-                                Ok(conn) => pump_spdy(conn, id, out, w_rx).await,
+                                Ok(conn) => {
+                                    pump_spdy(conn, id, out.clone(), w_rx).await;
+                                    // client-go reads the error stream to its end
+                                    // before it lets the connection go.
+                                    if let Some(err) = err_id {
+                                        out.data(err, &[], true);
+                                    }
+                                }
                                 Err(e) => {
                                     let msg = format!("error forwarding port {port} to pod: {e}");
                                     if let Some(err) = err_id {
