@@ -8,8 +8,9 @@
 //! the tool waits for a line on stdin in between (the caller measures memory).
 //! Prints one JSON object: call name to a list of milliseconds.
 //!
-//! `berth-cri-bench --socket PATH --image IMAGE --exec-sync N` times N ExecSync
-//! calls of `true` in one running container.
+//! `berth-cri-bench --socket PATH --image IMAGE --exec-sync N [--exec-stream M]`
+//! times N ExecSync calls of `true` in one running container, then M streamed
+//! execs of `true` (the Exec call, the SPDY upgrade, until the exit status).
 
 use berth_proto::v1::image_service_client::ImageServiceClient;
 use berth_proto::v1::runtime_service_client::RuntimeServiceClient;
@@ -23,6 +24,7 @@ struct Args {
     pods: usize,
     hold: bool,
     exec_sync: usize,
+    exec_stream: usize,
 }
 
 fn args() -> Args {
@@ -32,6 +34,7 @@ fn args() -> Args {
         pods: 10,
         hold: false,
         exec_sync: 0,
+        exec_stream: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -44,6 +47,12 @@ fn args() -> Args {
                     .next()
                     .and_then(|n| n.parse().ok())
                     .expect("--exec-sync N")
+            }
+            "--exec-stream" => {
+                a.exec_stream = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("--exec-stream N")
             }
             "--hold" => a.hold = true,
             other => panic!("unknown argument {other:?}"),
@@ -99,6 +108,72 @@ fn container_config(image: &str) -> ContainerConfig {
     }
 }
 
+/// An exec over SPDY v4 (error, stdout, stderr streams) until the server has
+/// finished the error stream, which carries the exit status.
+async fn streamed_exec(url: &str) {
+    use berth_cri::streaming::spdy;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (host, path) = rest.split_once('/').expect("a path");
+    let mut conn = tokio::net::TcpStream::connect(host)
+        .await
+        .expect("connecting to the streaming server");
+    let _ = conn.set_nodelay(true);
+    let req = format!(
+        "POST /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n"
+    );
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut codec = spdy::Codec::new();
+    let mut wire = Vec::new();
+    for (id, kind) in [(1, "error"), (3, "stdout"), (5, "stderr")] {
+        wire.extend_from_slice(&codec.syn_stream(id, &[("streamtype", kind)], false));
+    }
+    let mut buf = Vec::new();
+    let mut b = vec![0u8; 16384];
+    let mut upgraded = false;
+    loop {
+        let n = conn.read(&mut b).await.expect("reading the stream");
+        assert!(
+            n > 0,
+            "the streaming server at {url} closed early: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&b[..n]);
+        if !upgraded {
+            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            assert!(
+                buf.starts_with(b"HTTP/1.1 101"),
+                "no upgrade: {}",
+                String::from_utf8_lossy(&buf)
+            );
+            buf.drain(..end + 4);
+            upgraded = true;
+            conn.write_all(&wire).await.unwrap();
+        }
+        while let Some((f, n)) = codec.parse(&buf).expect("a SPDY frame") {
+            buf.drain(..n);
+            if std::env::var_os("BENCH_DEBUG").is_some() {
+                eprintln!("{f:?}");
+            }
+            // The error stream's end (a FIN, or containerd's RST_STREAM) or the
+            // session's: the exit status is in.
+            if matches!(
+                f,
+                spdy::Frame::Data {
+                    stream_id: 1,
+                    fin: true,
+                    ..
+                } | spdy::Frame::RstStream { stream_id: 1, .. }
+                    | spdy::Frame::GoAway { .. }
+            ) {
+                return;
+            }
+        }
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let a = args();
@@ -128,7 +203,7 @@ async fn main() {
     .expect("pulling the image");
     let logs = format!("/run/berth-cri-bench-logs-{}", std::process::id());
     let mut times = Times::new();
-    if a.exec_sync > 0 {
+    if a.exec_sync > 0 || a.exec_stream > 0 {
         let pc = pod_config(0, &logs);
         let pod = timed(
             &mut times,
@@ -171,6 +246,26 @@ async fn main() {
             )
             .await;
             assert_eq!(r.exit_code, 0);
+        }
+        for _ in 0..a.exec_stream {
+            let t = Instant::now();
+            let url = rt
+                .exec(ExecRequest {
+                    container_id: id.clone(),
+                    cmd: vec!["true".into()],
+                    stdout: true,
+                    stderr: true,
+                    ..Default::default()
+                })
+                .await
+                .expect("Exec")
+                .into_inner()
+                .url;
+            streamed_exec(&url).await;
+            times
+                .entry("ExecStreamed")
+                .or_default()
+                .push(t.elapsed().as_secs_f64() * 1000.0);
         }
         timed(
             &mut times,
