@@ -175,7 +175,8 @@ impl ImageService for Images {
         req: Request<RemoveImageRequest>,
     ) -> Result<Response<RemoveImageResponse>, Status> {
         let name = image_name(req.into_inner().image.as_ref())?;
-        self.blocking(move |s| match s.remove(&name) {
+        // The CRI removes the image, whatever name it is given by: every tag goes.
+        self.blocking(move |s| match s.get(&name).and_then(|r| s.remove(&r.id)) {
             // Removing what is not there is not an error (the CRI's idempotence).
             Ok(_) | Err(berth_image::ImageError::NotFound(_)) => Ok(()),
             Err(e) => Err(status::image(e)),

@@ -147,8 +147,11 @@ impl RuntimeService for Runtime {
         req: Request<StopContainerRequest>,
     ) -> Result<Response<StopContainerResponse>, Status> {
         let req = req.into_inner();
-        containers::stop(&self.daemon, &req.container_id, req.timeout).await?;
-        ok(StopContainerResponse {})
+        match containers::stop(&self.daemon, &req.container_id, req.timeout).await {
+            // Stopping a container that is gone is not an error (the CRI's idempotence).
+            Err(s) if s.code() == tonic::Code::NotFound => ok(StopContainerResponse {}),
+            r => r.map(|_| Response::new(StopContainerResponse {})),
+        }
     }
 
     async fn remove_container(
@@ -253,9 +256,11 @@ impl RuntimeService for Runtime {
     ) -> Result<Response<AttachResponse>, Status> {
         let r = req.into_inner();
         check_streams(r.stdin, r.stdout, r.stderr, r.tty)?;
-        let c = containers::running(&self.daemon, &r.container_id)?;
+        let c = containers::running(&self.daemon, &r.container_id)?.get();
+        let config: ContainerConfig = store::decode(&c.config);
         let url = self.streaming.url(crate::streaming::Request::Attach {
-            container_id: c.get().id,
+            stdin_once: config.stdin_once,
+            container_id: c.id,
             tty: r.tty,
             stdin: r.stdin,
             stdout: r.stdout,

@@ -359,6 +359,11 @@ pub fn container(
         .as_ref()
         .and_then(|l| l.security_context.clone())
         .unwrap_or_default();
+    if sc.run_as_group.is_some() && sc.run_as_user.is_none() && sc.run_as_username.is_empty() {
+        return Err(
+            "run_as_group needs run_as_user or run_as_username: a group alone names no user".into(),
+        );
+    }
     if sc.privileged && !pod_sc.privileged {
         return Err("a privileged container needs a privileged pod sandbox".into());
     }
@@ -600,8 +605,9 @@ pub fn container(
     })
 }
 
-/// The seccomp profile the security context asks for; RuntimeDefault when it
-/// names none (secure by default).
+/// The seccomp profile the security context asks for. As the CRI defines it (and
+/// critest checks), naming none means unconfined: kubelet asks for RuntimeDefault
+/// explicitly (SeccompDefault).
 fn seccomp_for(
     sc: &cri::LinuxContainerSecurityContext,
     caps: &[String],
@@ -617,7 +623,8 @@ fn seccomp_for(
             p if p.starts_with("localhost/") => {
                 (ProfileType::Localhost, p["localhost/".len()..].to_string())
             }
-            _ => (ProfileType::RuntimeDefault, String::new()),
+            "runtime/default" | "docker/default" => (ProfileType::RuntimeDefault, String::new()),
+            _ => (ProfileType::Unconfined, String::new()),
         },
     };
     match kind {

@@ -219,15 +219,24 @@ async fn a_pod_and_its_container_from_start_to_removal() {
     );
 
     let id = c
-        .create(
-            &pod,
-            &pc,
-            container_config(
+        .create(&pod, &pc, {
+            let mut c = container_config(
                 "main",
                 BUSYBOX,
                 &["sh", "-c", "echo hello; echo oops >&2; exec sleep 1000"],
-            ),
-        )
+            );
+            c.linux = Some(LinuxContainerConfig {
+                security_context: Some(LinuxContainerSecurityContext {
+                    seccomp: Some(SecurityProfile {
+                        profile_type: security_profile::ProfileType::RuntimeDefault as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            c
+        })
         .await
         .unwrap();
     assert_eq!(

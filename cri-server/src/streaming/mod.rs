@@ -43,6 +43,8 @@ pub enum Request {
         stdin: bool,
         stdout: bool,
         stderr: bool,
+        /// The container's: its stdin closes when the client's does.
+        stdin_once: bool,
     },
     PortForward {
         pod_id: String,

@@ -181,6 +181,29 @@ impl Drop for Target {
     }
 }
 
+/// What the client closing its stdin means, as containerd has it: an exec's
+/// stdin closes; a container's closes only with stdin_once (without a tty), and
+/// otherwise the attach session ends while the container keeps running.
+#[derive(Clone, Copy)]
+enum StdinClose {
+    Forward,
+    Detach,
+}
+
+impl StdinClose {
+    fn of(req: &Request) -> StdinClose {
+        match req {
+            Request::Attach {
+                stdin_once: true,
+                tty: false,
+                ..
+            }
+            | Request::Exec { .. } => StdinClose::Forward,
+            _ => StdinClose::Detach,
+        }
+    }
+}
+
 fn flags(req: &Request) -> (bool, bool, bool, bool) {
     match req {
         Request::Exec {
@@ -284,9 +307,8 @@ pub async fn serve_spdy(
     let (in_tx, in_rx) = mpsc::channel::<Input>(64);
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Output>();
     let (gone_tx, gone_rx) = tokio::sync::oneshot::channel::<()>();
-    // An exec's stdin ends with the client's; a container's stdin is closed by
-    // its shim when an attach client leaves, and only with stdin_once.
-    let forward_close = matches!(req, Request::Exec { .. });
+    let on_close = StdinClose::of(&req);
+    let (detach_tx, mut detach_rx) = mpsc::channel::<()>(1);
     // Client → process.
     let client = async move {
         let mut handle = async |e: Event| -> bool {
@@ -294,11 +316,10 @@ pub async fn serve_spdy(
                 Event::Data { id, data } if Some(id) == stdin_id => {
                     in_tx.send(Input::Stdin(data)).await.is_ok()
                 }
-                Event::Fin { id } | Event::Reset { id }
-                    if Some(id) == stdin_id && forward_close =>
-                {
-                    in_tx.send(Input::CloseStdin).await.is_ok()
-                }
+                Event::Fin { id } | Event::Reset { id } if Some(id) == stdin_id => match on_close {
+                    StdinClose::Forward => in_tx.send(Input::CloseStdin).await.is_ok(),
+                    StdinClose::Detach => detach_tx.send(()).await.is_ok(),
+                },
                 Event::Data { id, data } if Some(id) == resize_id => {
                     resize_buf.extend_from_slice(&data);
                     for (rows, cols) in parse_resizes(&mut resize_buf) {
@@ -330,7 +351,10 @@ pub async fn serve_spdy(
     });
     let outcome = target
         .run(in_rx, out_tx, async {
-            let _ = gone_rx.await;
+            tokio::select! {
+                _ = gone_rx => {}
+                _ = detach_rx.recv() => {}
+            }
         })
         .await;
     let _ = forward.await;
@@ -412,7 +436,8 @@ pub async fn serve_ws(
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Output>();
     let (gone_tx, gone_rx) = tokio::sync::oneshot::channel::<()>();
     let (msg_tx, mut msg_rx) = mpsc::unbounded_channel::<Message>();
-    let forward_close = matches!(req, Request::Exec { .. });
+    let on_close = StdinClose::of(&req);
+    let (detach_tx, mut detach_rx) = mpsc::channel::<()>(1);
     // Client → process; pings are answered by tungstenite as it reads.
     tokio::spawn(async move {
         let mut resize_buf = Vec::new();
@@ -441,9 +466,14 @@ pub async fn serve_ws(
                         let _ = in_tx.send(Input::Resize(rows, cols)).await;
                     }
                 }
-                (Some(CLOSE), Some(STDIN)) if forward_close => {
-                    let _ = in_tx.send(Input::CloseStdin).await;
-                }
+                (Some(CLOSE), Some(STDIN)) => match on_close {
+                    StdinClose::Forward => {
+                        let _ = in_tx.send(Input::CloseStdin).await;
+                    }
+                    StdinClose::Detach => {
+                        let _ = detach_tx.send(()).await;
+                    }
+                },
                 _ => {}
             }
         }
@@ -469,7 +499,10 @@ pub async fn serve_ws(
     });
     let outcome = target
         .run(in_rx, out_tx, async {
-            let _ = gone_rx.await;
+            tokio::select! {
+                _ = gone_rx => {}
+                _ = detach_rx.recv() => {}
+            }
         })
         .await;
     let _ = forward.await;

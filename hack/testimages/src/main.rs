@@ -2,11 +2,14 @@
 //! as OCI image layouts whose digests are the same on every build.
 //!
 //! Usage: `berth-testimages [--busybox PATH] --out DIR`, or
-//! `berth-testimages --big MB:LAYERS --out DIR` for one large image named `big`.
+//! `berth-testimages --big MB:LAYERS --out DIR` for one large image named `big`, or
+//! `berth-testimages --critest --busybox DYNAMIC-BUSYBOX --host-bin PATH... --nnp PATH
+//! --nginx PATH --out DIR` for the images critest pulls (listed in `DIR/critest.tsv`).
 //! Writes `DIR/<name>/` (an OCI layout tagged `latest`) per image and
 //! `DIR/digests.tsv` (`name<TAB>tag<TAB>digest`), which the tests compare against
 //! what the registry serves.
 
+mod critest;
 mod images;
 mod layer;
 mod layout;
@@ -18,12 +21,22 @@ fn main() -> Result<()> {
     let mut busybox = PathBuf::from("/bin/busybox");
     let mut out = None;
     let mut big = None;
+    let mut for_critest = false;
+    let mut host_bins = Vec::new();
+    let mut nnp = None;
+    let mut nginx = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--busybox" => busybox = args.next().context("--busybox needs a path")?.into(),
             "--out" => out = Some(PathBuf::from(args.next().context("--out needs a dir")?)),
             "--big" => big = Some(args.next().context("--big needs MB:LAYERS")?),
+            "--critest" => for_critest = true,
+            "--host-bin" => host_bins.push(PathBuf::from(
+                args.next().context("--host-bin needs a path")?,
+            )),
+            "--nnp" => nnp = Some(PathBuf::from(args.next().context("--nnp needs a path")?)),
+            "--nginx" => nginx = Some(PathBuf::from(args.next().context("--nginx needs a path")?)),
             other => bail!(
                 "unknown argument {other:?}; usage: berth-testimages [--busybox PATH] --out DIR"
             ),
@@ -31,6 +44,22 @@ fn main() -> Result<()> {
     }
     let out = out.context("usage: berth-testimages [--busybox PATH] --out DIR")?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    if for_critest {
+        let nnp = nnp.context("--critest needs --nnp PATH")?;
+        let nginx = nginx.context("--critest needs --nginx PATH")?;
+        let inputs = critest::Inputs {
+            busybox: &busybox,
+            host_bins: &host_bins,
+            nnp: &nnp,
+            nginx: &nginx,
+        };
+        let mut tsv = String::new();
+        for t in critest::build(&out, &inputs)? {
+            tsv.push_str(&format!("{}\t{}\t{}\n", t.registry, t.reference, t.layout));
+        }
+        std::fs::write(out.join("critest.tsv"), tsv)?;
+        return Ok(());
+    }
     let built = match big {
         Some(spec) => {
             let (mb, layers) = spec.split_once(':').context("--big MB:LAYERS")?;
