@@ -181,6 +181,21 @@ async fn build(
             }
         }
     }
+    if spec::pod_userns(pod_config).is_some() {
+        // In the pod's user namespace, the container's root may not create files in
+        // the image's root-owned directories: bind-mount targets are made here.
+        for m in built.spec["mounts"].as_array().into_iter().flatten() {
+            let (Some(dest), Some(src)) = (m["destination"].as_str(), m["source"].as_str()) else {
+                continue;
+            };
+            if m["type"] == "bind" {
+                let is_dir = std::path::Path::new(src).is_dir();
+                crate::users::create_in_root(&rootfs, dest, is_dir).map_err(|e| {
+                    Status::internal(format!("creating mount target {dest} in the rootfs: {e}"))
+                })?;
+            }
+        }
+    }
     store::write_atomic(
         &dir.join("config.json"),
         &serde_json::to_vec_pretty(&built.spec).unwrap_or_default(),

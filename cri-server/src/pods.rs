@@ -63,6 +63,7 @@ pub async fn run(
     if meta.name.is_empty() {
         return Err(Status::invalid_argument("config.metadata.name is empty"));
     }
+    spec::check_userns(&config).map_err(Status::invalid_argument)?;
     if !handler.is_empty() && handler != "berth" && handler != "runc" {
         return Err(Status::invalid_argument(format!(
             "runtime handler {handler:?} is not configured (berth has one: leave it empty)"

@@ -400,7 +400,7 @@ impl RuntimeService for Runtime {
                 name: String::new(),
                 features: Some(RuntimeHandlerFeatures {
                     recursive_read_only_mounts: true,
-                    user_namespaces: false,
+                    user_namespaces: true,
                 }),
             }],
             features: Some(RuntimeFeatures {

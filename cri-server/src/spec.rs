@@ -197,6 +197,58 @@ fn nix_hostname() -> String {
         .unwrap_or_default()
 }
 
+/// The pod's user namespace mappings, when it has one of its own (mode POD).
+pub fn pod_userns(pod: &cri::PodSandboxConfig) -> Option<cri::UserNamespace> {
+    pod.linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+        .and_then(|n| n.userns_options.clone())
+        .filter(|u| mode(u.mode) == NamespaceMode::Pod)
+}
+
+/// Checks a pod's user namespace request: POD with one uid and one gid mapping
+/// that maps container ID 0, or NODE (the host's); kubelet asks for nothing else.
+pub fn check_userns(pod: &cri::PodSandboxConfig) -> Result<(), String> {
+    let Some(u) = pod
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+        .and_then(|n| n.userns_options.as_ref())
+    else {
+        return Ok(());
+    };
+    match mode(u.mode) {
+        NamespaceMode::Node => Ok(()),
+        NamespaceMode::Pod => {
+            for (what, maps) in [("uids", &u.uids), ("gids", &u.gids)] {
+                if maps.len() != 1 {
+                    return Err(format!(
+                        "userns_options.{what}: exactly one mapping is supported, got {}",
+                        maps.len()
+                    ));
+                }
+                if maps[0].container_id != 0 || maps[0].length == 0 {
+                    return Err(format!(
+                        "userns_options.{what}: the mapping must start at container ID 0 and not be empty"
+                    ));
+                }
+            }
+            Ok(())
+        }
+        other => Err(format!(
+            "userns_options.mode {other:?}: a user namespace is per pod (POD) or the host's (NODE)"
+        )),
+    }
+}
+
+fn id_maps(maps: &[cri::IdMapping]) -> Value {
+    maps.iter()
+        .map(|m| json!({"containerID": m.container_id, "hostID": m.host_id, "size": m.length}))
+        .collect()
+}
+
 fn mode(v: i32) -> NamespaceMode {
     NamespaceMode::try_from(v).unwrap_or(NamespaceMode::Pod)
 }
@@ -208,6 +260,10 @@ pub fn pause(pod: &PodContext, rootfs: &Path) -> Result<Value, String> {
     let linux = pod.config.linux.clone().unwrap_or_default();
     let sc = linux.security_context.clone().unwrap_or_default();
     let mut namespaces = vec![json!({"type": "mount"})];
+    let userns = pod_userns(pod.config);
+    if userns.is_some() {
+        namespaces.push(json!({"type": "user"}));
+    }
     if mode(ns.ipc) != NamespaceMode::Node {
         namespaces.push(json!({"type": "ipc"}));
     }
@@ -251,6 +307,13 @@ pub fn pause(pod: &PodContext, rootfs: &Path) -> Result<Value, String> {
     });
     if mode(ns.network) != NamespaceMode::Node {
         spec["hostname"] = json!(pod.hostname());
+    }
+    if let Some(u) = &userns {
+        spec["linux"]["uidMappings"] = id_maps(&u.uids);
+        spec["linux"]["gidMappings"] = id_maps(&u.gids);
+        // The pod's network namespace belongs to the host's user namespace:
+        // net sysctls cannot be written from inside this one.
+        spec["linux"]["sysctl"] = json!({});
     }
     if !sc.privileged {
         spec["linux"]["seccomp"] = seccomp::default_profile(&[]);
@@ -393,6 +456,10 @@ pub fn container(
     let ns = sc.namespace_options.clone().unwrap_or_default();
     let pause_ns = |kind: &str| format!("/proc/{}/ns/{kind}", pod.pause_pid);
     let mut namespaces = vec![json!({"type": "mount"})];
+    let userns = pod_userns(pod.config);
+    if userns.is_some() {
+        namespaces.push(json!({"type": "user", "path": pause_ns("user")}));
+    }
     match mode(ns.pid) {
         NamespaceMode::Node => {}
         NamespaceMode::Pod => namespaces.push(json!({"type": "pid", "path": pause_ns("pid")})),
@@ -430,6 +497,12 @@ pub fn container(
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_opts}),
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", if privileged { "rw" } else { "ro" }]}),
     ];
+    if userns.is_some() {
+        // sysfs and cgroupfs cannot be mounted from a user namespace that does not
+        // own the network namespace: the host's /sys, read-only, recursively.
+        mounts.retain(|m| m["destination"] != "/sys" && m["destination"] != "/sys/fs/cgroup");
+        mounts.push(json!({"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", "rprivate", "nosuid", "noexec", "nodev", "ro"]}));
+    }
     let wanted: Vec<&str> = c.mounts.iter().map(|m| m.container_path.as_str()).collect();
     let host_ipc = mode(ns.ipc) == NamespaceMode::Node;
     let shm = if host_ipc {
@@ -580,6 +653,10 @@ pub fn container(
     }
     if let Some(p) = rootfs_propagation {
         spec["linux"]["rootfsPropagation"] = json!(p);
+    }
+    if let Some(u) = &userns {
+        spec["linux"]["uidMappings"] = id_maps(&u.uids);
+        spec["linux"]["gidMappings"] = id_maps(&u.gids);
     }
     if !privileged {
         let masked: Vec<&str> = if sc.masked_paths.is_empty() {

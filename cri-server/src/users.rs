@@ -143,6 +143,78 @@ pub fn read_in_root(root: &Path, rel: &str) -> Option<String> {
     }
 }
 
+/// Creates `path` (a file, or a directory) in the rootfs if it is missing, its
+/// parent resolved inside the rootfs (`RESOLVE_IN_ROOT`) and made as needed.
+pub fn create_in_root(root: &Path, path: &str, is_dir: bool) -> std::io::Result<()> {
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if parts.contains(&"..") {
+        return Err(std::io::Error::other("a mount target with '..'"));
+    }
+    let root_c = CString::new(root.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    // SAFETY: open/openat2/mkdirat/openat on valid C strings; fds become owned.
+    unsafe {
+        let fd = libc::open(
+            root_c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut dir = OwnedFd::from_raw_fd(fd);
+        for (i, part) in parts.iter().enumerate() {
+            let name = CString::new(*part).map_err(std::io::Error::other)?;
+            let at = std::os::fd::AsRawFd::as_raw_fd(&dir);
+            let mut how: libc::open_how = std::mem::zeroed();
+            how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+            how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+            let found = libc::syscall(
+                libc::SYS_openat2,
+                at,
+                name.as_ptr(),
+                &how,
+                std::mem::size_of::<libc::open_how>(),
+            );
+            if found >= 0 {
+                dir = OwnedFd::from_raw_fd(found as i32);
+                continue;
+            }
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::ENOENT) {
+                return Err(err);
+            }
+            if i == parts.len() - 1 && !is_dir {
+                let flags = libc::O_CREAT
+                    | libc::O_EXCL
+                    | libc::O_NOFOLLOW
+                    | libc::O_CLOEXEC
+                    | libc::O_WRONLY;
+                let f = libc::openat(at, name.as_ptr(), flags, 0o644);
+                if f < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(f);
+                return Ok(());
+            }
+            if libc::mkdirat(at, name.as_ptr(), 0o755) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let sub = libc::openat(
+                at,
+                name.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            );
+            if sub < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            dir = OwnedFd::from_raw_fd(sub);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

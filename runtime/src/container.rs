@@ -98,11 +98,24 @@ fn create_with_console(
     }
     let ns_list = linux.namespaces().clone().unwrap_or_default();
     let plan = Plan::new(&ns_list);
-    let ns_fds = plan
+    let mut ns_fds = plan
         .join
         .iter()
         .map(|(t, p)| namespaces::open_ns(*t, p).map(|fd| (*t, fd)))
         .collect::<Result<Vec<_>>>()?;
+    // A network namespace joined by path usually belongs to the host's user
+    // namespace (a pod's, pinned by the CRI): from inside a new or joined user
+    // namespace the init would lack the right to enter it. This process enters it
+    // before the clone and the init inherits it.
+    if plan.new_user || plan.joins(LinuxNamespaceType::User) {
+        if let Some(i) = ns_fds
+            .iter()
+            .position(|(t, _)| *t == LinuxNamespaceType::Network)
+        {
+            let (t, fd) = ns_fds.remove(i);
+            namespaces::setns(&fd, t)?;
+        }
+    }
 
     let dir = root.claim(opts.id)?;
     let mut rollback = Rollback {
@@ -151,8 +164,19 @@ fn create_with_console(
     let unified = cgroup
         .unified()
         .and_then(|p| sys::open(p, libc::O_PATH | libc::O_DIRECTORY).ok());
+    // Joining a user namespace by path, the new namespaces must belong to it, not
+    // to the host's: the init unshares them once it has joined (all but the pid
+    // namespace, which only a clone can put the init in).
+    let (clone_flags, unshare_after_join) = if plan.joins(LinuxNamespaceType::User) {
+        (
+            plan.clone_flags & libc::CLONE_NEWPID,
+            plan.clone_flags & !libc::CLONE_NEWPID,
+        )
+    } else {
+        (plan.clone_flags, 0)
+    };
     // SAFETY: this process is single-threaded; the child only runs `init::main`.
-    let (pid, born_in_unified) = unsafe { sys::fork_into(plan.clone_flags, unified.as_ref()) }
+    let (pid, born_in_unified) = unsafe { sys::fork_into(clone_flags, unified.as_ref()) }
         .map_err(|e| Error::sys("clone of container init", e))?;
     if pid == 0 {
         drop(parent_sock);
@@ -160,6 +184,7 @@ fn create_with_console(
             bundle,
             ns: &plan,
             ns_fds,
+            unshare_after_join,
             cgroup: &cgroup,
             join_cgroup_self: self_join,
             fifo,

@@ -88,6 +88,16 @@ pub fn exec(root: &Root, opts: ExecOpts) -> Result<i32> {
         namespaces::setns(fd, LinuxNamespaceType::Pid)?;
     }
     let in_userns = types.contains(&LinuxNamespaceType::User);
+    // As at create: the network namespace may belong to the host's user
+    // namespace, which the process cannot reach once inside the container's.
+    if in_userns
+        && let Some(i) = ns_fds
+            .iter()
+            .position(|(t, _)| *t == LinuxNamespaceType::Network)
+    {
+        let (t, fd) = ns_fds.remove(i);
+        namespaces::setns(&fd, t)?;
+    }
     let (parent_sock, child_sock) = sys::seqpacket_pair()?;
     let unified = rec
         .cgroup

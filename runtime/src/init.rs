@@ -22,6 +22,8 @@ pub struct Init<'a> {
     pub bundle: &'a Bundle,
     pub ns: &'a Plan,
     pub ns_fds: Vec<(LinuxNamespaceType, OwnedFd)>,
+    /// CLONE_NEW* flags to unshare after joining a user namespace by path.
+    pub unshare_after_join: libc::c_int,
     pub cgroup: &'a Cgroup,
     /// Join the v1 cgroups by writing to `tasks` ourselves (no user namespace).
     pub join_cgroup_self: bool,
@@ -83,6 +85,11 @@ fn run(init: &Init) -> Result<std::convert::Infallible> {
             sys::check_int(libc::setresuid(0, 0, 0))
                 .map_err(|e| Error::sys("setresuid in user namespace", e))?;
         }
+    }
+    if init.unshare_after_join != 0 {
+        // SAFETY: plain flag argument; the namespaces now belong to the joined user ns.
+        sys::check_int(unsafe { libc::unshare(init.unshare_after_join) })
+            .map_err(|e| Error::sys("unshare of namespaces in the joined user namespace", e))?;
     }
     if init.ns.new_cgroup {
         // Unshared only now, after the parent moved us into the container's cgroup,
