@@ -107,14 +107,13 @@ fn create_with_console(
     // namespace (a pod's, pinned by the CRI): from inside a new or joined user
     // namespace the init would lack the right to enter it. This process enters it
     // before the clone and the init inherits it.
-    if plan.new_user || plan.joins(LinuxNamespaceType::User) {
-        if let Some(i) = ns_fds
+    if (plan.new_user || plan.joins(LinuxNamespaceType::User))
+        && let Some(i) = ns_fds
             .iter()
             .position(|(t, _)| *t == LinuxNamespaceType::Network)
-        {
-            let (t, fd) = ns_fds.remove(i);
-            namespaces::setns(&fd, t)?;
-        }
+    {
+        let (t, fd) = ns_fds.remove(i);
+        namespaces::setns(&fd, t)?;
     }
 
     let dir = root.claim(opts.id)?;
