@@ -107,6 +107,7 @@ pub async fn create(
         stop_signal: 15,
         cgroups_path: String::new(),
         user: (0, 0, Vec::new()),
+        shared_binds: Vec::new(),
     };
     if let Err(e) = d.save_container(&rec) {
         d.release_name(&key, &id);
@@ -178,6 +179,22 @@ async fn build(
                     )));
                 }
                 ns["path"] = Value::String(format!("/proc/{}/ns/pid", target.pid));
+            }
+        }
+    }
+    // Volumes that propagate need a shared mount under them on the host; on a host
+    // whose mounts are private (no systemd), the source is bound onto itself and
+    // made shared, for as long as the container exists.
+    for m in &config.mounts {
+        let p = cri::MountPropagation::try_from(m.propagation).unwrap_or_default();
+        if p != cri::MountPropagation::PropagationPrivate {
+            let bound =
+                crate::pods::ensure_shared(std::path::Path::new(&m.host_path)).map_err(|e| {
+                    Status::internal(format!("making {} a shared mount: {e}", m.host_path))
+                })?;
+            if let Some(b) = bound {
+                obj.update(|r| r.shared_binds.push(b));
+                d.save_container(&obj.get())?;
             }
         }
     }
@@ -341,6 +358,14 @@ pub async fn remove(d: &Arc<Daemon>, id: &str) -> Result<(), Status> {
     }
     let dir = d.paths.container_dir(&rec.id);
     berth_image::snapshot::unmount_rootfs(&dir.join("rootfs")).ok();
+    for b in &rec.shared_binds {
+        let others = lock(&d.containers)
+            .values()
+            .any(|c| c.get().id != rec.id && c.get().shared_binds.contains(b));
+        if !others {
+            crate::pods::unmount_one(std::path::Path::new(b));
+        }
+    }
     crate::pods::unmount_under(&dir);
     let _ = std::fs::remove_dir_all(d.paths.shim_dir(&rec.id));
     std::fs::remove_dir_all(&dir)

@@ -311,6 +311,56 @@ fn is_mountpoint(path: &Path) -> bool {
     }
 }
 
+/// Makes `src` sit on a shared mount: nothing to do when the mount holding it is
+/// shared already; else `src` is bound onto itself and made shared, and returned
+/// so that it can be unmounted later.
+pub fn ensure_shared(src: &Path) -> std::io::Result<Option<String>> {
+    let src = std::fs::canonicalize(src)?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let holder = info
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let point = Path::new(*f.get(4)?);
+            src.starts_with(point)
+                .then(|| (point.as_os_str().len(), l.contains(" shared:")))
+        })
+        .max_by_key(|(len, _)| *len);
+    if holder.is_some_and(|(_, shared)| shared) {
+        return Ok(None);
+    }
+    let c = std::ffi::CString::new(src.as_os_str().as_encoded_bytes())
+        .map_err(std::io::Error::other)?;
+    // SAFETY: a bind of a host path onto itself, then a propagation change of it.
+    unsafe {
+        if libc::mount(
+            c.as_ptr(),
+            c.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        ) != 0
+            || libc::mount(
+                std::ptr::null(),
+                c.as_ptr(),
+                std::ptr::null(),
+                libc::MS_SHARED | libc::MS_REC,
+                std::ptr::null(),
+            ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(Some(src.to_string_lossy().to_string()))
+}
+
+pub fn unmount_one(path: &Path) {
+    if let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) {
+        // SAFETY: detaching one mount berthd made.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
 /// Unmounts everything mounted under `dir` (deepest first).
 pub fn unmount_under(dir: &Path) {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();

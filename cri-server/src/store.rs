@@ -76,6 +76,10 @@ pub struct ContainerRecord {
     pub cgroups_path: String,
     /// The process's user as the bundle has it: uid, gid, supplemental groups.
     pub user: (u32, u32, Vec<u32>),
+    /// Host paths berthd bound onto themselves as shared mounts for this
+    /// container's propagating volumes; unmounted when it is removed.
+    #[serde(default)]
+    pub shared_binds: Vec<String>,
 }
 
 mod b64 {

@@ -60,6 +60,8 @@ class Daemons:
             if not os.path.exists(os.path.join(REL, b)):
                 sys.exit(f"{REL}/{b} is missing: run hack/build.sh")
         self.work = tempfile.mkdtemp(prefix="bb-", dir="/run")
+        # containerd pins pod network namespaces in /run/netns and may leave them.
+        self.netns_before = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
         self.procs = []
         w = self.work
         bd = os.path.join(w, "b")
@@ -113,6 +115,13 @@ class Daemons:
                         f"pkill -9 -f 'containerd-shim-runc-v2 -namespace k8s.io -address {w}'"])
         time.sleep(0.5)
         subprocess.run(["sh", "-c", f"grep -o ' {w}[^ ]*' /proc/self/mounts | sort -r | xargs -r -n1 umount -l"])
+        if os.path.isdir("/run/netns"):
+            for ns in set(os.listdir("/run/netns")) - self.netns_before:
+                subprocess.run(["umount", "-l", f"/run/netns/{ns}"], stderr=subprocess.DEVNULL)
+                try:
+                    os.remove(f"/run/netns/{ns}")
+                except OSError:
+                    pass
         for br in ("bench-b0", "bench-c0"):
             subprocess.run(["ip", "link", "del", br], stderr=subprocess.DEVNULL)
         shutil.rmtree(w, ignore_errors=True)

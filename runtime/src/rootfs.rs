@@ -34,19 +34,21 @@ pub struct RootfsPlan<'a> {
 
 /// Everything up to (not including) pivot_root.
 pub fn prepare(plan: &RootfsPlan) -> Result<()> {
-    // Nothing we mount may propagate back to the host.
+    // By default nothing mounted here propagates back to the host. A shared
+    // rootfsPropagation (bidirectional volumes) is applied as asked, as runc does,
+    // and the mount holding the rootfs is made private so that the rootfs and
+    // the runtime's own mounts still stay in this namespace.
     let prop = match plan.propagation {
         Some(p) => mount_options::propagation_flag(p).ok_or_else(|| {
             Error::config("linux.rootfsPropagation", format!("unknown value {p:?}"))
         })?,
         None => libc::MS_SLAVE | libc::MS_REC,
     };
-    let host_prop = if prop & libc::MS_SHARED != 0 {
-        libc::MS_SLAVE | libc::MS_REC
-    } else {
-        prop
-    };
-    sys::mount(None, Path::new("/"), None, host_prop, None)?;
+    sys::mount(None, Path::new("/"), None, prop, None)?;
+    if prop & libc::MS_SHARED != 0 {
+        let parent = mount_point_of(plan.rootfs);
+        sys::mount(None, &parent, None, libc::MS_PRIVATE, None)?;
+    }
     let rootfs_c = cstring(plan.rootfs);
     sys::mount_c(
         Some(&rootfs_c),
@@ -516,6 +518,17 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
     // SAFETY: "/" is a valid path.
     sys::check_int(unsafe { libc::chdir(c"/".as_ptr()) }).map_err(|e| Error::sys("chdir /", e))?;
     Ok(())
+}
+
+/// The mount point holding `path`, from this mount namespace's mountinfo.
+fn mount_point_of(path: &Path) -> PathBuf {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|m| path.starts_with(m))
+        .max_by_key(|m| m.as_os_str().len())
+        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 /// Applies rootfsPropagation to the new root (after pivot) and, if asked, makes the
