@@ -1,9 +1,11 @@
 //! berth: the command a person types on a node or a laptop.
 //!
 //! Image commands (`pull`, `images`, `rmi`, `inspect`) work on the same store as
-//! `berthd` (default /var/lib/berth), with no daemon. The run issue adds `run`,
-//! `ps`, `logs`, `exec`, `stop` and `rm`.
+//! `berthd` (default /var/lib/berth), with no daemon; `run` (foreground, or `-d`
+//! under a shim), `ps`, `logs`, `exec`, `stop`, `rm` and `inspect` of containers
+//! (`containers.rs`).
 
+mod containers;
 mod images;
 mod run;
 
@@ -53,8 +55,8 @@ enum Command {
         #[arg(required = true)]
         images: Vec<String>,
     },
-    /// Print an image's record and config as JSON.
-    Inspect { image: String },
+    /// Print a container's (or else an image's) record as JSON.
+    Inspect { name: String },
     /// Mount an image's rootfs (overlay) at TARGET, with its writable layer in DIR.
     #[command(hide = true)]
     Mount {
@@ -62,14 +64,64 @@ enum Command {
         dir: PathBuf,
         target: PathBuf,
     },
-    /// Run a container in the foreground; exits with its exit code.
+    /// Run a container (foreground: exits with its code; -d: in the background).
     Run(run::RunArgs),
+    /// List containers (running; -a: all).
+    Ps {
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Print a container's output (CRI log).
+    Logs {
+        #[arg(short, long)]
+        follow: bool,
+        #[arg(long)]
+        tail: Option<usize>,
+        container: String,
+    },
+    /// Run a command in a running container.
+    Exec {
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        #[arg(short = 't', long)]
+        tty: bool,
+        container: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Stop a container: SIGTERM, then SIGKILL after -t seconds.
+    Stop {
+        #[arg(short = 't', long, default_value_t = 10)]
+        time: u64,
+        containers: Vec<String>,
+    },
+    /// Remove containers (-f: running ones too).
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        containers: Vec<String>,
+    },
+
     /// Print berth's version.
     Version,
 }
 
 fn main() {
     let cli = Cli::parse();
+    if let Command::Exec {
+        interactive,
+        tty,
+        container,
+        command,
+    } = &cli.command
+    {
+        let code = containers::exec(&cli.root, container, *interactive, *tty, command)
+            .unwrap_or_else(|e| {
+                eprintln!("berth: {e}");
+                125
+            });
+        std::process::exit(code);
+    }
     if let Command::Run(args) = cli.command {
         // docker's convention: 125 when berth itself fails, else the container's code.
         let code = match run::run(&cli.root, &cli.mirrors, &cli.insecure, args) {
@@ -105,8 +157,28 @@ fn run(cli: Cli) -> Result<(), String> {
         } => images::pull(config, &image, quiet, creds.as_deref()),
         Command::Images { quiet } => images::list(config, quiet),
         Command::Rmi { images } => images::remove(config, &images),
-        Command::Inspect { image } => images::inspect(config, &image),
+        Command::Inspect { name } => {
+            containers::inspect(&cli.root, &name).or_else(|_| images::inspect(config, &name))
+        }
         Command::Mount { image, dir, target } => images::mount(config, &image, &dir, &target),
-        Command::Run(_) => unreachable!("handled in main"),
+        Command::Ps { all } => containers::ps(&cli.root, all),
+        Command::Logs {
+            follow,
+            tail,
+            container,
+        } => containers::logs(&cli.root, &container, follow, tail),
+        Command::Stop {
+            time,
+            containers: names,
+        } => names
+            .iter()
+            .try_for_each(|n| containers::stop(&cli.root, n, time).map(|_| println!("{n}"))),
+        Command::Rm {
+            force,
+            containers: names,
+        } => names
+            .iter()
+            .try_for_each(|n| containers::rm(&cli.root, n, force)),
+        Command::Run(_) | Command::Exec { .. } => unreachable!("handled in main"),
     }
 }

@@ -14,6 +14,34 @@ pub struct RunArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
+    /// Run in the background under a shim; print the container's ID.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Keep stdin attached.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Give the container a terminal.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// A file of KEY=VALUE lines (repeatable).
+    #[arg(long = "env-file")]
+    pub env_file: Vec<PathBuf>,
+    /// HOST:CONTAINER[:ro] bind mounts (repeatable).
+    #[arg(short = 'v', long = "volume")]
+    pub volumes: Vec<String>,
+    /// Memory limit: 64m, 1g, or bytes.
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// CPUs, fractions allowed (a CFS quota over a 100 ms period).
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    #[arg(long = "cap-add")]
+    pub cap_add: Vec<String>,
+    #[arg(long = "cap-drop")]
+    pub cap_drop: Vec<String>,
+    /// All capabilities and devices, no seccomp or masked paths.
+    #[arg(long)]
+    pub privileged: bool,
     #[arg(long)]
     pub name: Option<String>,
     /// KEY=VALUE (repeatable).
@@ -114,11 +142,43 @@ pub fn run(
         serde_json::to_vec_pretty(&config).unwrap_or_default(),
     )
     .map_err(|e| fail(e.to_string()))?;
+    crate::containers::Record {
+        id: id.clone(),
+        image: a.image.clone(),
+        command: config["process"]["args"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        created: crate::containers::now_secs(),
+        detached: a.detach,
+    }
+    .save(&dir)
+    .map_err(|e| fail(format!("writing the container record: {e}")))?;
 
+    if a.detach {
+        if a.rm {
+            return Err(fail(
+                "--rm with -d is not supported yet: remove it with berth rm".into(),
+            ));
+        }
+        std::mem::forget(cleanup);
+        crate::containers::start_detached(&id, &dir, a.interactive).map_err(fail)?;
+        println!("{id}");
+        return Ok(0);
+    }
     let status = std::process::Command::new(runtime_binary())
-        .args(["--root", "/run/berth/cli", "run", "--bundle"])
+        .args(["--root", crate::containers::RUNTIME_ROOT, "run", "--bundle"])
         .arg(&dir)
         .arg(&id)
+        .stdin(if a.interactive {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::null()
+        })
         .status()
         .map_err(|e| fail(format!("running berth-runtime: {e}")))?;
     drop(cleanup);
@@ -152,12 +212,34 @@ fn random_id() -> String {
 }
 
 /// `berth-runtime` beside this binary, else on PATH.
-fn runtime_binary() -> PathBuf {
+pub fn runtime_binary() -> PathBuf {
+    sibling("berth-runtime")
+}
+
+/// A berth binary beside this one, else on PATH.
+pub fn sibling(name: &str) -> PathBuf {
     std::env::current_exe()
         .ok()
-        .and_then(|e| e.parent().map(|d| d.join("berth-runtime")))
+        .and_then(|e| e.parent().map(|d| d.join(name)))
         .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("berth-runtime"))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// `64m`, `1g`, `512k` or plain bytes.
+fn parse_size(s: &str) -> Result<i64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.trim_end_matches('b');
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    num.parse::<f64>()
+        .ok()
+        .filter(|n| *n > 0.0)
+        .map(|n| (n * mult as f64) as i64)
+        .ok_or_else(|| format!("--memory {s:?}: use a size such as 64m or 1g"))
 }
 
 /// The OCI config for the container: the image's entrypoint, command, env,
@@ -193,7 +275,18 @@ pub fn bundle_config(image: &Value, a: &RunArgs, id: &str) -> Result<Value, Stri
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     }
-    for e in &a.env {
+    let mut from_files = Vec::new();
+    for f in &a.env_file {
+        let text =
+            std::fs::read_to_string(f).map_err(|e| format!("--env-file {}: {e}", f.display()))?;
+        from_files.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    for e in from_files.iter().chain(&a.env) {
         let key = e.split('=').next().unwrap_or_default();
         env.retain(|x| x.split('=').next() != Some(key));
         env.push(if e.contains('=') {
@@ -234,22 +327,14 @@ pub fn bundle_config(image: &Value, a: &RunArgs, id: &str) -> Result<Value, Stri
                 .map_err(|_| format!("user {what} {s:?}: berth run takes numeric ids so far"))
         }
     };
-    let caps: Vec<&str> = vec![
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FSETID",
-        "CAP_FOWNER",
-        "CAP_MKNOD",
-        "CAP_NET_RAW",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETFCAP",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT",
-        "CAP_KILL",
-        "CAP_AUDIT_WRITE",
-    ];
+    let caps = berth_cri::spec::capabilities(
+        Some(&berth_proto::v1::Capability {
+            add_capabilities: a.cap_add.clone(),
+            drop_capabilities: a.cap_drop.clone(),
+            ..Default::default()
+        }),
+        a.privileged,
+    )?;
     let mut namespaces = vec![
         json!({"type": "pid"}),
         json!({"type": "ipc"}),
@@ -260,10 +345,10 @@ pub fn bundle_config(image: &Value, a: &RunArgs, id: &str) -> Result<Value, Stri
     if a.network == "none" {
         namespaces.push(json!({"type": "network"}));
     }
-    Ok(json!({
+    let mut spec = json!({
         "ociVersion": "1.2.0",
         "process": {
-            "terminal": false,
+            "terminal": a.tty,
             "user": {"uid": num(&uid, "id")?, "gid": num(&gid, "group")?},
             "args": args,
             "env": env,
@@ -290,7 +375,50 @@ pub fn bundle_config(image: &Value, a: &RunArgs, id: &str) -> Result<Value, Stri
                             "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
         }
-    }))
+    });
+    for v in &a.volumes {
+        let parts: Vec<&str> = v.split(':').collect();
+        let (host, ctr, ro) = match parts.as_slice() {
+            [h, c] => (*h, *c, false),
+            [h, c, "ro"] => (*h, *c, true),
+            [h, c, "rw"] => (*h, *c, false),
+            _ => return Err(format!("-v {v:?}: use HOST:CONTAINER[:ro]")),
+        };
+        if !host.starts_with('/') || !ctr.starts_with('/') {
+            return Err(format!("-v {v:?}: both paths must be absolute"));
+        }
+        if !Path::new(host).exists() {
+            return Err(format!("-v {v:?}: {host} does not exist"));
+        }
+        if let Some(m) = spec["mounts"].as_array_mut() {
+            m.push(json!({"destination": ctr, "type": "bind", "source": host,
+                          "options": ["rbind", "rprivate", if ro { "ro" } else { "rw" }]}));
+        }
+    }
+    if let Some(m) = &a.memory {
+        spec["linux"]["resources"]["memory"] = json!({"limit": parse_size(m)?});
+    }
+    if let Some(c) = a.cpus {
+        if c <= 0.0 {
+            return Err(format!("--cpus {c}: give a positive number"));
+        }
+        spec["linux"]["resources"]["cpu"] =
+            json!({"quota": (c * 100_000.0) as i64, "period": 100_000});
+    }
+    if a.privileged {
+        spec["linux"]["maskedPaths"] = json!([]);
+        spec["linux"]["readonlyPaths"] = json!([]);
+        spec["linux"]["resources"]["devices"] = json!([{"allow": true, "access": "rwm"}]);
+        for m in spec["mounts"].as_array_mut().into_iter().flatten() {
+            if m["destination"] == "/sys" || m["destination"] == "/sys/fs/cgroup" {
+                m["options"] = json!(["nosuid", "noexec", "nodev", "rw"]);
+            }
+        }
+    } else {
+        // Secure by default: the default seccomp profile.
+        spec["linux"]["seccomp"] = berth_cri::seccomp::default_profile(&caps);
+    }
+    Ok(spec)
 }
 
 #[cfg(test)]
@@ -300,6 +428,16 @@ mod tests {
     fn args(cmd: &[&str]) -> RunArgs {
         RunArgs {
             rm: true,
+            detach: false,
+            interactive: false,
+            tty: false,
+            env_file: vec![],
+            volumes: vec![],
+            memory: Some("64m".into()),
+            cpus: Some(0.5),
+            cap_add: vec!["NET_ADMIN".into()],
+            cap_drop: vec!["CHOWN".into()],
+            privileged: false,
             name: None,
             env: vec!["A=1".into(), "PATH=/x".into()],
             workdir: None,
@@ -328,5 +466,13 @@ mod tests {
             "the command replaces Cmd, not the entrypoint"
         );
         assert!(bundle_config(&json!({"config": {}}), &args(&[]), "abc").is_err());
+        let caps = c["process"]["capabilities"]["bounding"].as_array().unwrap();
+        assert!(caps.contains(&json!("CAP_NET_ADMIN")) && !caps.contains(&json!("CAP_CHOWN")));
+        assert_eq!(c["linux"]["resources"]["memory"]["limit"], 64 << 20);
+        assert_eq!(c["linux"]["resources"]["cpu"]["quota"], 50_000);
+        assert!(
+            c["linux"]["seccomp"]["syscalls"].is_array(),
+            "seccomp by default"
+        );
     }
 }

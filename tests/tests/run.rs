@@ -106,3 +106,77 @@ fn missing_image_with_pull_never_is_exit_125() {
         "{err}"
     );
 }
+
+/// A detached container driven as a person would: logs, exec, stop, rm; a
+/// read-only volume; and a terminal through a pty (`script`).
+#[test]
+fn detached_logs_exec_stop_rm_volumes_and_a_terminal() {
+    require_root();
+    let root = tempfile::tempdir().unwrap();
+    let image = format!("{}/library/busybox:latest", registry_addr());
+    let vol = tempfile::tempdir().unwrap();
+    std::fs::write(vol.path().join("f"), "from the host\n").unwrap();
+    let name = format!("bg-{}", std::process::id());
+    let b = |args: &[&str]| berth(root.path(), args);
+    // Whatever happens, the container goes.
+    struct Rm<'a>(&'a Path, String);
+    impl Drop for Rm<'_> {
+        fn drop(&mut self) {
+            let _ = berth(self.0, &["rm", "-f", &self.1]);
+        }
+    }
+    let _rm = Rm(root.path(), name.clone());
+    let volume = format!("{}:/data:ro", vol.path().display());
+    let out = b(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-v",
+        &volume,
+        &image,
+        "sh",
+        "-c",
+        "cat /data/f; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), name);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let ps = String::from_utf8_lossy(&b(&["ps"]).stdout).to_string();
+    assert!(ps.contains(&name) && ps.contains("Up"), "{ps}");
+    let logs = String::from_utf8_lossy(&b(&["logs", &name]).stdout).to_string();
+    assert!(logs.starts_with("from the host\ntick 0\n"), "{logs}");
+    let out = b(&["exec", &name, "sh", "-c", "echo in exec; touch /data/x"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "in exec\n");
+    assert_ne!(out.status.code(), Some(0), ":ro is enforced");
+    assert!(b(&["stop", "-t", "1", &name]).status.success());
+    let ps = String::from_utf8_lossy(&b(&["ps", "-a"]).stdout).to_string();
+    assert!(
+        ps.contains("Exited (137)"),
+        "sh ignores SIGTERM as pid 1, so SIGKILL: {ps}"
+    );
+    assert!(b(&["rm", &name]).status.success());
+    assert!(!String::from_utf8_lossy(&b(&["ps", "-a"]).stdout).contains(&name));
+
+    // -it through a pty: the shell answers and its exit code is berth's.
+    let cmd = format!(
+        "{} --root {} run --rm -it {image} sh -c 'tty; exit 3'",
+        berth_tests::bin("berth").display(),
+        root.path().display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/dev/pts/0"));
+}
