@@ -131,8 +131,8 @@ fn find(root: &Path, name: &str) -> Result<(PathBuf, Seen), String> {
 
 pub fn ps(root: &Path, all: bool) -> Result<(), String> {
     println!(
-        "{:<16} {:<40} {:<24} {:<14} {}",
-        "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS"
+        "{:<16} {:<40} {:<24} {:<14} STATUS",
+        "CONTAINER ID", "IMAGE", "COMMAND", "CREATED"
     );
     let mut entries: Vec<_> = std::fs::read_dir(containers_dir(root))
         .into_iter()

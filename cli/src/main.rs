@@ -65,7 +65,7 @@ enum Command {
         target: PathBuf,
     },
     /// Run a container (foreground: exits with its code; -d: in the background).
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// List containers (running; -a: all).
     Ps {
         #[arg(short, long)]
@@ -124,7 +124,7 @@ fn main() {
     }
     if let Command::Run(args) = cli.command {
         // docker's convention: 125 when berth itself fails, else the container's code.
-        let code = match run::run(&cli.root, &cli.mirrors, &cli.insecure, args) {
+        let code = match run::run(&cli.root, &cli.mirrors, &cli.insecure, *args) {
             Ok(c) => c,
             Err(run::Failed(e)) => {
                 eprintln!("berth: {e}");
