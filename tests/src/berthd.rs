@@ -132,19 +132,7 @@ impl Berthd {
     }
 
     pub async fn channel(&self) -> tonic::transport::Channel {
-        let path = self.sock();
-        tonic::transport::Endpoint::try_from("http://[::]:50051")
-            .unwrap()
-            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-                let path = path.clone();
-                async move {
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                        tokio::net::UnixStream::connect(path).await?,
-                    ))
-                }
-            }))
-            .await
-            .unwrap()
+        connect(self.sock()).await
     }
 
     fn stop(&mut self) {
@@ -161,6 +149,22 @@ impl Berthd {
             let _ = c.wait();
         }
     }
+}
+
+/// A gRPC channel over the CRI unix socket at `path`.
+pub async fn connect(path: PathBuf) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::try_from("http://[::]:50051")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(path).await?,
+                ))
+            }
+        }))
+        .await
+        .expect("connecting to the CRI socket")
 }
 
 /// Kills every shim under `state/shims`, force-deletes the runtime's containers,

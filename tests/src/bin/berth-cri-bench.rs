@@ -108,6 +108,33 @@ fn container_config(image: &str) -> ContainerConfig {
     }
 }
 
+/// RunPodSandbox, CreateContainer and StartContainer of pod `i`, timed.
+async fn start_pod(
+    rt: &mut RuntimeServiceClient<tonic::transport::Channel>,
+    times: &mut Times,
+    i: usize,
+    image: &str,
+    logs: &str,
+) -> (String, String) {
+    let pc = pod_config(i, logs);
+    let run = rt.run_pod_sandbox(RunPodSandboxRequest {
+        config: Some(pc.clone()),
+        ..Default::default()
+    });
+    let pod = timed(times, "RunPodSandbox", run).await.pod_sandbox_id;
+    let create = rt.create_container(CreateContainerRequest {
+        pod_sandbox_id: pod.clone(),
+        config: Some(container_config(image)),
+        sandbox_config: Some(pc),
+    });
+    let id = timed(times, "CreateContainer", create).await.container_id;
+    let start = rt.start_container(StartContainerRequest {
+        container_id: id.clone(),
+    });
+    timed(times, "StartContainer", start).await;
+    (pod, id)
+}
+
 /// An exec over SPDY v4 (error, stdout, stderr streams) until the server has
 /// finished the error stream, which carries the exit status.
 async fn streamed_exec(url: &str) {
@@ -177,19 +204,7 @@ async fn streamed_exec(url: &str) {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let a = args();
-    let path = a.socket.clone();
-    let ch = tonic::transport::Endpoint::try_from("http://[::]:50051")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(path).await?,
-                ))
-            }
-        }))
-        .await
-        .expect("connecting to the CRI socket");
+    let ch = berth_tests::berthd::connect(a.socket.clone().into()).await;
     let mut rt = RuntimeServiceClient::new(ch.clone());
     let mut img = ImageServiceClient::new(ch);
     img.pull_image(PullImageRequest {
@@ -204,36 +219,7 @@ async fn main() {
     let logs = format!("/run/berth-cri-bench-logs-{}", std::process::id());
     let mut times = Times::new();
     if a.exec_sync > 0 || a.exec_stream > 0 {
-        let pc = pod_config(0, &logs);
-        let pod = timed(
-            &mut times,
-            "RunPodSandbox",
-            rt.run_pod_sandbox(RunPodSandboxRequest {
-                config: Some(pc.clone()),
-                ..Default::default()
-            }),
-        )
-        .await
-        .pod_sandbox_id;
-        let id = timed(
-            &mut times,
-            "CreateContainer",
-            rt.create_container(CreateContainerRequest {
-                pod_sandbox_id: pod.clone(),
-                config: Some(container_config(&a.image)),
-                sandbox_config: Some(pc),
-            }),
-        )
-        .await
-        .container_id;
-        timed(
-            &mut times,
-            "StartContainer",
-            rt.start_container(StartContainerRequest {
-                container_id: id.clone(),
-            }),
-        )
-        .await;
+        let (pod, id) = start_pod(&mut rt, &mut times, 0, &a.image, &logs).await;
         for _ in 0..a.exec_sync {
             let r = timed(
                 &mut times,
@@ -321,36 +307,7 @@ async fn main() {
             };
         for i in 0..a.pods {
             let start = Instant::now();
-            let pc = pod_config(i, &logs);
-            let pod = timed(
-                &mut times,
-                "RunPodSandbox",
-                rt.run_pod_sandbox(RunPodSandboxRequest {
-                    config: Some(pc.clone()),
-                    ..Default::default()
-                }),
-            )
-            .await
-            .pod_sandbox_id;
-            let id = timed(
-                &mut times,
-                "CreateContainer",
-                rt.create_container(CreateContainerRequest {
-                    pod_sandbox_id: pod.clone(),
-                    config: Some(container_config(&a.image)),
-                    sandbox_config: Some(pc),
-                }),
-            )
-            .await
-            .container_id;
-            timed(
-                &mut times,
-                "StartContainer",
-                rt.start_container(StartContainerRequest {
-                    container_id: id.clone(),
-                }),
-            )
-            .await;
+            let (pod, id) = start_pod(&mut rt, &mut times, i, &a.image, &logs).await;
             times
                 .entry("PodStart")
                 .or_default()
