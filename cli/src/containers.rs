@@ -287,6 +287,7 @@ pub fn rm(root: &Path, name: &str, force: bool) -> Result<(), String> {
         stop(root, name, 0)?;
     }
     let _ = runtime(&["delete", "--force", &id]);
+    crate::network::teardown(&id, &dir);
     let _ = berth_image::snapshot::unmount_rootfs(&dir.join("rootfs"));
     let _ = std::fs::remove_dir_all(shim_dir(&id));
     std::fs::remove_dir_all(&dir).map_err(|e| format!("removing {}: {e}", dir.display()))?;

@@ -7,6 +7,7 @@
 
 mod containers;
 mod images;
+mod network;
 mod run;
 
 use clap::{Parser, Subcommand};

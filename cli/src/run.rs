@@ -59,9 +59,13 @@ pub struct RunArgs {
     pub pull: String,
     #[arg(long)]
     pub read_only: bool,
-    /// none (a private network namespace with loopback) or host.
-    #[arg(long, default_value = "none")]
+    /// bridge (through CNI; the default when the CNI plugins are installed), host,
+    /// or none (a private network namespace with loopback only).
+    #[arg(long, default_value = "")]
     pub network: String,
+    /// HOST:CONTAINER[/tcp|udp]: publish a port on the host (bridge networking).
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
     pub image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -74,7 +78,7 @@ pub fn run(
     root: &Path,
     mirrors: &[String],
     insecure: &[String],
-    a: RunArgs,
+    mut a: RunArgs,
 ) -> Result<i32, Failed> {
     let fail = |m: String| Failed(m);
     let store = ImageStore::open(store_config(root, mirrors, insecure).map_err(fail)?)
@@ -102,9 +106,29 @@ pub fn run(
             )));
         }
     };
-    if a.network != "none" && a.network != "host" {
+    if a.network.is_empty() {
+        a.network = if crate::network::available() {
+            "bridge"
+        } else {
+            "none"
+        }
+        .into();
+    }
+    if !matches!(a.network.as_str(), "bridge" | "host" | "none") {
         return Err(fail(format!(
-            "--network {:?}: berth run supports none and host so far (bridge networking comes with CNI support)",
+            "--network {:?}: use bridge, host or none",
+            a.network
+        )));
+    }
+    let ports = a
+        .publish
+        .iter()
+        .map(|p| crate::network::port_mapping(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(fail)?;
+    if !ports.is_empty() && a.network != "bridge" {
+        return Err(fail(format!(
+            "-p needs --network bridge, not {}",
             a.network
         )));
     }
@@ -129,6 +153,7 @@ pub fn run(
     }
     std::fs::create_dir_all(&dir).map_err(|e| fail(format!("creating {}: {e}", dir.display())))?;
     let cleanup = Cleanup {
+        id: id.clone(),
         dir: dir.clone(),
         rootfs: dir.join("rootfs"),
         remove: a.rm,
@@ -136,7 +161,13 @@ pub fn run(
     store
         .mount_rootfs(&rec, &dir.join("upper"), &dir.join("work"), &cleanup.rootfs)
         .map_err(|e| fail(e.to_string()))?;
-    let config = bundle_config(&image_config, &a, &id).map_err(fail)?;
+    let mut config = bundle_config(&image_config, &a, &id).map_err(fail)?;
+    if a.network == "bridge" {
+        let ns = crate::network::setup(&id, &dir, ports).map_err(fail)?;
+        if let Some(n) = config["linux"]["namespaces"].as_array_mut() {
+            n.push(json!({"type": "network", "path": ns}));
+        }
+    }
     std::fs::write(
         dir.join("config.json"),
         serde_json::to_vec_pretty(&config).unwrap_or_default(),
@@ -187,8 +218,10 @@ pub fn run(
     Ok(status.code().unwrap_or(125))
 }
 
-/// Unmounts the rootfs and, with --rm, removes the container directory.
+/// Releases the network, unmounts the rootfs and, with --rm, removes the
+/// container directory.
 struct Cleanup {
+    id: String,
     dir: PathBuf,
     rootfs: PathBuf,
     remove: bool,
@@ -196,6 +229,7 @@ struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
+        crate::network::teardown(&self.id, &self.dir);
         let _ = berth_image::snapshot::unmount_rootfs(&self.rootfs);
         if self.remove {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -438,6 +472,7 @@ mod tests {
             cap_add: vec!["NET_ADMIN".into()],
             cap_drop: vec!["CHOWN".into()],
             privileged: false,
+            publish: vec![],
             name: None,
             env: vec!["A=1".into(), "PATH=/x".into()],
             workdir: None,

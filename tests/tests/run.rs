@@ -180,3 +180,51 @@ fn detached_logs_exec_stop_rm_volumes_and_a_terminal() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("/dev/pts/0"));
 }
+
+/// Bridge networking (the default) with -p: the web server answers on the host's
+/// 127.0.0.1, and rm releases the port and the network namespace.
+#[test]
+fn publish_reaches_a_web_server_from_the_host() {
+    require_root();
+    let root = tempfile::tempdir().unwrap();
+    let image = format!("{}/library/httpd:latest", registry_addr());
+    let name = format!("web-{}", std::process::id());
+    let port = 18600 + (std::process::id() % 300) as u16;
+    struct Rm<'a>(&'a Path, String);
+    impl Drop for Rm<'_> {
+        fn drop(&mut self) {
+            let _ = berth(self.0, &["rm", "-f", &self.1]);
+        }
+    }
+    let _rm = Rm(root.path(), name.clone());
+    let publish = format!("{port}:80");
+    let out = berth(
+        root.path(),
+        &["run", "-d", "--name", &name, "-p", &publish, &image],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let get = || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        Some(body)
+    };
+    let mut page = None;
+    for _ in 0..50 {
+        page = get().filter(|b| b.contains("hello from berth httpd"));
+        if page.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(page.is_some(), "the published port answers");
+    assert!(berth(root.path(), &["rm", "-f", &name]).status.success());
+    assert!(get().is_none(), "the port is released");
+    assert!(!Path::new("/run/berth/cli/netns").join(&name).exists());
+}
