@@ -197,25 +197,12 @@ fn clone(b: &Blob) -> Blob {
 /// The dynamic busybox with a link per applet, the host programs and every
 /// library they load, and the users critest names.
 fn base_entries(inputs: &Inputs) -> Result<Vec<Entry>> {
-    let mut entries = vec![
-        Entry::dir("bin", 0o755),
-        Entry::dir("dev", 0o755),
-        Entry::dir("etc", 0o755),
-        Entry::dir("home", 0o755),
+    let mut entries = crate::images::root_dirs();
+    entries.extend([
         Entry::dir("lib", 0o755),
         Entry::dir("lib/x86_64-linux-gnu", 0o755),
         Entry::dir("lib64", 0o755),
-        Entry::dir("proc", 0o555),
-        Entry::dir("root", 0o700),
-        Entry::dir("sbin", 0o755),
-        Entry::dir("sys", 0o555),
-        Entry::dir("tmp", 0o1777),
-        Entry::dir("usr", 0o755),
-        Entry::dir("usr/bin", 0o755),
-        Entry::dir("usr/sbin", 0o755),
         Entry::dir("usr/local", 0o755),
-        Entry::dir("var", 0o755),
-        Entry::dir("var/run", 0o755),
         Entry::file(
             "etc/passwd",
             0o644,
@@ -227,7 +214,7 @@ fn base_entries(inputs: &Inputs) -> Result<Vec<Entry>> {
             0o644,
             "root:x:0:\nusers:x:100:\nwww-data:x:33:\ndefault-user:x:1000:\nnobody:x:65534:\n",
         ),
-    ];
+    ]);
     let bb = std::fs::read(inputs.busybox)
         .with_context(|| format!("reading {}", inputs.busybox.display()))?;
     entries.push(Entry::file("bin/busybox", 0o755, bb));

@@ -158,6 +158,29 @@ fn clone_blob(b: &Blob) -> Blob {
     }
 }
 
+/// The directories of a minimal root filesystem.
+pub fn root_dirs() -> Vec<Entry> {
+    [
+        ("bin", 0o755),
+        ("dev", 0o755),
+        ("etc", 0o755),
+        ("home", 0o755),
+        ("proc", 0o555),
+        ("root", 0o700),
+        ("sbin", 0o755),
+        ("sys", 0o555),
+        ("tmp", 0o1777),
+        ("usr", 0o755),
+        ("usr/bin", 0o755),
+        ("usr/sbin", 0o755),
+        ("var", 0o755),
+        ("var/run", 0o755),
+    ]
+    .iter()
+    .map(|(p, m)| Entry::dir(p, *m))
+    .collect()
+}
+
 /// The busybox base: `/bin/busybox` plus a symlink per applet, and a minimal /etc.
 fn busybox_entries(busybox: &Path) -> Result<Vec<Entry>> {
     let binary =
@@ -169,21 +192,8 @@ fn busybox_entries(busybox: &Path) -> Result<Vec<Entry>> {
     if !list.status.success() {
         bail!("{} --list-full failed", busybox.display());
     }
-    let mut entries = vec![
-        Entry::dir("bin", 0o755),
-        Entry::dir("dev", 0o755),
-        Entry::dir("etc", 0o755),
-        Entry::dir("home", 0o755),
-        Entry::dir("proc", 0o555),
-        Entry::dir("root", 0o700),
-        Entry::dir("sbin", 0o755),
-        Entry::dir("sys", 0o555),
-        Entry::dir("tmp", 0o1777),
-        Entry::dir("usr", 0o755),
-        Entry::dir("usr/bin", 0o755),
-        Entry::dir("usr/sbin", 0o755),
-        Entry::dir("var", 0o755),
-        Entry::dir("var/run", 0o755),
+    let mut entries = root_dirs();
+    entries.extend([
         Entry::file("bin/busybox", 0o755, binary),
         Entry::file(
             "etc/passwd",
@@ -191,7 +201,7 @@ fn busybox_entries(busybox: &Path) -> Result<Vec<Entry>> {
             "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
         ),
         Entry::file("etc/group", 0o644, "root:x:0:\nnobody:x:65534:\n"),
-    ];
+    ]);
     let text = String::from_utf8(list.stdout).context("applet list is not UTF-8")?;
     for applet in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         if applet == "bin/busybox" {
