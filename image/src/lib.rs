@@ -152,6 +152,8 @@ impl ImageStore {
             keep_blobs.extend(i.layers.iter().cloned());
             keep_snaps.extend(i.chain_ids.iter().cloned());
         }
+        // A removed image's layers stay while a container's overlay uses them.
+        keep_snaps.extend(self.snapshots.in_use());
         let mut out = Collected::default();
         for b in self.content.list() {
             if !keep_blobs.contains(&b) {

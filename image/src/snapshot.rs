@@ -108,6 +108,25 @@ impl Snapshots {
         }
     }
 
+    /// Snapshots that a mounted overlay uses as a lower layer right now (a
+    /// container's rootfs): GC must keep them whatever images say.
+    pub fn in_use(&self) -> Vec<String> {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        lower_dirs(&info)
+            .into_iter()
+            .filter_map(|d| {
+                let rel = d.strip_prefix(&self.dir).ok()?;
+                let key = rel
+                    .components()
+                    .next()?
+                    .as_os_str()
+                    .to_string_lossy()
+                    .into_owned();
+                Some(format!("sha256:{key}"))
+            })
+            .collect()
+    }
+
     pub fn list(&self) -> Vec<String> {
         std::fs::read_dir(&self.dir)
             .into_iter()
@@ -177,9 +196,48 @@ pub fn unmount_rootfs(target: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The lower directories of every overlay mount in a mountinfo text.
+pub fn lower_dirs(mountinfo: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((_, tail)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut f = tail.split(' ');
+        if f.next() != Some("overlay") {
+            continue;
+        }
+        let options = f.nth(1).unwrap_or_default();
+        for opt in options.split(',') {
+            let Some((key, value)) = opt.split_once('=') else {
+                continue;
+            };
+            if key.starts_with("lowerdir") {
+                out.extend(
+                    value
+                        .split(':')
+                        .filter(|p| !p.is_empty())
+                        .map(|p| PathBuf::from(p.replace("\\040", " "))),
+                );
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlay_lower_dirs_are_found_in_mountinfo() {
+        let info = "36 25 0:31 / /c/rootfs rw,relatime - overlay overlay rw,lowerdir=/s/aa/fs:/s/bb/fs,upperdir=/c/upper,workdir=/c/work\n\
+                    37 25 8:1 / /data rw - ext4 /dev/sda1 rw,lowerdir=not-an-overlay\n";
+        assert_eq!(
+            lower_dirs(info),
+            vec![PathBuf::from("/s/aa/fs"), PathBuf::from("/s/bb/fs")]
+        );
+    }
 
     #[test]
     fn chain_ids_follow_the_image_spec() {

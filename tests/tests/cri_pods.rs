@@ -822,3 +822,41 @@ async fn metrics_count_calls_per_method() {
         )
     );
 }
+
+#[tokio::test]
+async fn removing_an_image_keeps_the_layers_a_running_container_uses() {
+    let d = Berthd::with_network();
+    let mut c = client(&d).await;
+    c.pull(BUSYBOX).await;
+    let pc = pod_config("keep", &d.dir.path().join("logs"));
+    let pod = c.run_pod(pc.clone()).await;
+    let id = c
+        .create(
+            &pod,
+            &pc,
+            container_config("sleeper", BUSYBOX, &["sleep", "1000"]),
+        )
+        .await
+        .unwrap();
+    c.start(&id).await;
+    c.img
+        .remove_image(RemoveImageRequest {
+            image: Some(ImageSpec {
+                image: BUSYBOX.into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let r = c
+        .exec(
+            &id,
+            &["sh", "-c", "cat /bin/busybox >/dev/null && echo intact"],
+        )
+        .await;
+    assert_eq!(
+        r.stdout, b"intact\n",
+        "the container's rootfs survives: {r:?}"
+    );
+    c.remove_pod(&pod).await;
+}
