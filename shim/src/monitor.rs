@@ -421,15 +421,29 @@ impl Monitor {
 
     /// A control request: one line in, one line out.
     fn control_request(&mut self, conn: &OwnedFd) {
+        // A request is one line; a client may write it in pieces, and gets a
+        // second in all to finish it.
         let mut line = [0u8; 256];
-        let mut p = libc::pollfd {
-            fd: conn.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd; a client gets a second to speak.
-        unsafe { libc::poll(&mut p, 1, 1000) };
-        let n = sys::read(conn.as_raw_fd(), &mut line).unwrap_or(0);
+        let mut n = 0;
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while n < line.len() && !line[..n].contains(&b'\n') {
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .as_millis() as i32;
+            let mut p = libc::pollfd {
+                fd: conn.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            if left <= 0 || unsafe { libc::poll(&mut p, 1, left) } <= 0 {
+                break;
+            }
+            match sys::read(conn.as_raw_fd(), &mut line[n..]) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
         let req = String::from_utf8_lossy(&line[..n]);
         let mut words = req.split_whitespace();
         let reply = match (words.next(), words.next()) {

@@ -354,6 +354,18 @@ fn shim_outlives_its_starter_and_reports_runtime_errors() {
         "the container's init is the shim's child (subreaper)"
     );
     assert_eq!(c.control("ping\n"), format!("ok {pid}\n"));
+    {
+        // A request written in pieces is still one request.
+        use std::io::{Read, Write};
+        let mut s =
+            std::os::unix::net::UnixStream::connect(c.state().join("control.sock")).unwrap();
+        s.write_all(b"pi").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        s.write_all(b"ng\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert_eq!(out, format!("ok {pid}\n"));
+    }
 
     let bad = Shimmed::new("shimbad", &["/no/such/program"]);
     let out = bad.shim(&[]);
