@@ -224,6 +224,94 @@ fn flags(req: &Request) -> (bool, bool, bool, bool) {
     }
 }
 
+/// What a client sent, whatever carried it.
+enum FromClient {
+    Stdin(Vec<u8>),
+    CloseStdin,
+    /// Bytes of the resize channel: JSON sizes, possibly split.
+    Resize(Vec<u8>),
+}
+
+/// The middle of every session, whatever the transport: waits a moment for a
+/// terminal's first size (so an exec starts with it), opens the process, feeds it
+/// what the client sends and hands its output to `to_client`, until the output
+/// ends or the client goes (`from` closes) or detaches. Returns the outcome.
+async fn session(
+    d: &Arc<Daemon>,
+    req: &Request,
+    mut from: mpsc::Receiver<FromClient>,
+    to_client: impl Fn(Output) + Send + 'static,
+) -> Outcome {
+    let (tty, ..) = flags(req);
+    let mut resize_buf = Vec::new();
+    let mut early = Vec::new();
+    let mut size = None;
+    if tty && matches!(req, Request::Exec { .. }) {
+        let first = async {
+            while let Some(m) = from.recv().await {
+                if let FromClient::Resize(b) = &m {
+                    resize_buf.extend_from_slice(b);
+                    if let Some(s) = parse_resizes(&mut resize_buf).last() {
+                        return Some(*s);
+                    }
+                    continue;
+                }
+                early.push(m);
+            }
+            None
+        };
+        size = tokio::time::timeout(Duration::from_secs(1), first)
+            .await
+            .ok()
+            .flatten();
+    }
+    let target = match Target::open(d, req, size).await {
+        Ok(t) => t,
+        Err(e) => return Outcome::Failed(e),
+    };
+    let (in_tx, in_rx) = mpsc::channel::<Input>(64);
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Output>();
+    let forward = tokio::spawn(async move {
+        while let Some(o) = out_rx.recv().await {
+            to_client(o);
+        }
+    });
+    let on_close = StdinClose::of(req);
+    // Client → process; it ends when the client is gone or detaches.
+    let client = async move {
+        let mut early = early.into_iter();
+        loop {
+            let m = match early.next() {
+                Some(m) => m,
+                None => match from.recv().await {
+                    Some(m) => m,
+                    None => return,
+                },
+            };
+            let input = match m {
+                FromClient::Stdin(b) => Input::Stdin(b),
+                FromClient::CloseStdin => match on_close {
+                    StdinClose::Forward => Input::CloseStdin,
+                    StdinClose::Detach => return,
+                },
+                FromClient::Resize(b) => {
+                    resize_buf.extend_from_slice(&b);
+                    for (rows, cols) in parse_resizes(&mut resize_buf) {
+                        let _ = in_tx.send(Input::Resize(rows, cols)).await;
+                    }
+                    continue;
+                }
+            };
+            if in_tx.send(input).await.is_err() {
+                return;
+            }
+        }
+    };
+    let outcome = target.run(in_rx, out_tx, client).await;
+    let _ = forward.await;
+    outcome
+}
+
 pub async fn serve_spdy(
     d: &Arc<Daemon>,
     req: Request,
@@ -237,7 +325,7 @@ pub async fn serve_spdy(
     let expected =
         1 + stdin as usize + stdout as usize + (stderr && !tty) as usize + resize_stream as usize;
     let mut ids: std::collections::HashMap<String, u32> = Default::default();
-    let mut early_stdin: Vec<Event> = Vec::new();
+    let mut early: Vec<Event> = Vec::new();
     let gather = async {
         while ids.len() < expected {
             match events.recv().await {
@@ -247,7 +335,7 @@ pub async fn serve_spdy(
                         .to_string();
                     ids.insert(kind, id);
                 }
-                Some(e) => early_stdin.push(e),
+                Some(e) => early.push(e),
                 None => return false,
             }
         }
@@ -272,106 +360,45 @@ pub async fn serve_spdy(
         id("stderr"),
         id("resize"),
     );
-
-    // A terminal's first size comes right after the streams; wait a moment for it.
-    let mut size = None;
-    let mut resize_buf = Vec::new();
-    if let (true, Some(rid)) = (matches!(req, Request::Exec { .. }), resize_id) {
-        let first = async {
-            while let Some(e) = events.recv().await {
-                if let Event::Data { id, data } = &e
-                    && *id == rid
-                {
-                    resize_buf.extend_from_slice(data);
-                    if let Some(s) = parse_resizes(&mut resize_buf).last() {
-                        return Some(*s);
-                    }
-                    continue;
-                }
-                early_stdin.push(e);
-            }
-            None
-        };
-        size = tokio::time::timeout(Duration::from_secs(1), first)
-            .await
-            .ok()
-            .flatten();
-    }
-    let target = match Target::open(d, &req, size).await {
-        Ok(t) => t,
-        Err(e) => {
-            finish_spdy(&out, protocol, err_id, &ids, &Outcome::Failed(e.clone()));
-            return Err(e);
-        }
-    };
-    let (in_tx, in_rx) = mpsc::channel::<Input>(64);
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Output>();
-    let (gone_tx, gone_rx) = tokio::sync::oneshot::channel::<()>();
-    let on_close = StdinClose::of(&req);
-    let (detach_tx, mut detach_rx) = mpsc::channel::<()>(1);
-    // Client → process.
-    let client = async move {
-        let mut handle = async |e: Event| -> bool {
-            match e {
-                Event::Data { id, data } if Some(id) == stdin_id => {
-                    in_tx.send(Input::Stdin(data)).await.is_ok()
-                }
-                Event::Fin { id } | Event::Reset { id } if Some(id) == stdin_id => match on_close {
-                    StdinClose::Forward => in_tx.send(Input::CloseStdin).await.is_ok(),
-                    StdinClose::Detach => detach_tx.send(()).await.is_ok(),
+    // SPDY streams to client messages.
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut pending = early.into_iter();
+        loop {
+            let e = match pending.next() {
+                Some(e) => e,
+                None => match events.recv().await {
+                    Some(e) => e,
+                    None => return,
                 },
-                Event::Data { id, data } if Some(id) == resize_id => {
-                    resize_buf.extend_from_slice(&data);
-                    for (rows, cols) in parse_resizes(&mut resize_buf) {
-                        let _ = in_tx.send(Input::Resize(rows, cols)).await;
-                    }
-                    true
-                }
-                _ => true,
-            }
-        };
-        for e in early_stdin {
-            handle(e).await;
-        }
-        while let Some(e) = events.recv().await {
-            handle(e).await;
-        }
-        let _ = gone_tx.send(());
-    };
-    tokio::spawn(client);
-    // Process → client.
-    let o = out.clone();
-    let forward = tokio::spawn(async move {
-        while let Some(msg) = out_rx.recv().await {
-            match msg {
-                Output::Stdout(b) => stdout_id.inspect(|id| o.data(*id, &b, false)),
-                Output::Stderr(b) => stderr_id.or(stdout_id).inspect(|id| o.data(*id, &b, false)),
             };
+            let m = match e {
+                Event::Data { id, data } if Some(id) == stdin_id => FromClient::Stdin(data),
+                Event::Fin { id } | Event::Reset { id } if Some(id) == stdin_id => {
+                    FromClient::CloseStdin
+                }
+                Event::Data { id, data } if Some(id) == resize_id => FromClient::Resize(data),
+                _ => continue,
+            };
+            if tx.send(m).await.is_err() {
+                return;
+            }
         }
     });
-    let outcome = target
-        .run(in_rx, out_tx, async {
-            tokio::select! {
-                _ = gone_rx => {}
-                _ = detach_rx.recv() => {}
-            }
-        })
-        .await;
-    let _ = forward.await;
-    finish_spdy(&out, protocol, err_id, &ids, &outcome);
-    Ok(())
-}
-
-/// The outcome on the error stream, then every stream finished and the
-/// connection closed.
-fn finish_spdy(
-    out: &spdy::Out,
-    protocol: &str,
-    err_id: Option<u32>,
-    ids: &std::collections::HashMap<String, u32>,
-    outcome: &Outcome,
-) {
-    if let (Some(e), Some(msg)) = (err_id, status_message(protocol, outcome)) {
+    let o = out.clone();
+    let outcome = session(d, &req, rx, move |msg| {
+        let (id, b) = match msg {
+            Output::Stdout(b) => (stdout_id, b),
+            Output::Stderr(b) => (stderr_id.or(stdout_id), b),
+        };
+        if let Some(id) = id {
+            o.data(id, &b, false);
+        }
+    })
+    .await;
+    // The outcome on the error stream, then every stream finished and the
+    // connection closed.
+    if let (Some(e), Some(msg)) = (err_id, status_message(protocol, &outcome)) {
         out.data(e, &msg, false);
     }
     let mut all: Vec<u32> = ids.values().copied().collect();
@@ -380,6 +407,7 @@ fn finish_spdy(
         out.data(*id, &[], true);
     }
     out.go_away(all.last().copied().unwrap_or(0));
+    Ok(())
 }
 
 const STDIN: u8 = 0;
@@ -397,88 +425,28 @@ pub async fn serve_ws(
 ) -> Result<(), String> {
     let (mut sink, mut stream) = ws.split();
     let (tty, ..) = flags(&req);
-    // A terminal's first size is the client's first message; wait a moment for it.
-    let mut early: Vec<Message> = Vec::new();
-    let mut size = None;
-    if tty && matches!(req, Request::Exec { .. }) {
-        let first = async {
-            while let Some(Ok(m)) = stream.next().await {
-                if let Message::Binary(b) = &m
-                    && b.first() == Some(&RESIZE)
-                {
-                    let mut buf = b[1..].to_vec();
-                    if let Some(s) = parse_resizes(&mut buf).last() {
-                        return Some(*s);
-                    }
-                }
-                early.push(m);
-            }
-            None
-        };
-        size = tokio::time::timeout(Duration::from_secs(1), first)
-            .await
-            .ok()
-            .flatten();
-    }
-    let target = match Target::open(d, &req, size).await {
-        Ok(t) => t,
-        Err(e) => {
-            if let Some(msg) = status_message(protocol, &Outcome::Failed(e.clone())) {
-                let _ = sink
-                    .send(Message::Binary([&[ERROR][..], &msg].concat().into()))
-                    .await;
-            }
-            let _ = sink.send(Message::Close(None)).await;
-            return Err(e);
-        }
-    };
-    let (in_tx, in_rx) = mpsc::channel::<Input>(64);
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Output>();
-    let (gone_tx, gone_rx) = tokio::sync::oneshot::channel::<()>();
-    let (msg_tx, mut msg_rx) = mpsc::unbounded_channel::<Message>();
-    let on_close = StdinClose::of(&req);
-    let (detach_tx, mut detach_rx) = mpsc::channel::<()>(1);
-    // Client → process; pings are answered by tungstenite as it reads.
+    // Channel messages to client messages; pings are answered by tungstenite as
+    // it reads.
+    let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
-        let mut resize_buf = Vec::new();
-        let mut early = early.into_iter();
-        loop {
-            let m = match early.next() {
-                Some(m) => m,
-                None => match stream.next().await {
-                    Some(Ok(m)) => m,
-                    _ => break,
-                },
+        while let Some(Ok(m)) = stream.next().await {
+            let b = match m {
+                Message::Binary(b) => b,
+                Message::Close(_) => return,
+                _ => continue,
             };
-            let Message::Binary(b) = m else {
-                if matches!(m, Message::Close(_)) {
-                    break;
-                }
-                continue;
+            let m = match (b.first().copied(), b.get(1).copied()) {
+                (Some(STDIN), _) => FromClient::Stdin(b[1..].to_vec()),
+                (Some(RESIZE), _) => FromClient::Resize(b[1..].to_vec()),
+                (Some(CLOSE), Some(STDIN)) => FromClient::CloseStdin,
+                _ => continue,
             };
-            match (b.first().copied(), b.get(1).copied()) {
-                (Some(STDIN), _) => {
-                    let _ = in_tx.send(Input::Stdin(b[1..].to_vec())).await;
-                }
-                (Some(RESIZE), _) => {
-                    resize_buf.extend_from_slice(&b[1..]);
-                    for (rows, cols) in parse_resizes(&mut resize_buf) {
-                        let _ = in_tx.send(Input::Resize(rows, cols)).await;
-                    }
-                }
-                (Some(CLOSE), Some(STDIN)) => match on_close {
-                    StdinClose::Forward => {
-                        let _ = in_tx.send(Input::CloseStdin).await;
-                    }
-                    StdinClose::Detach => {
-                        let _ = detach_tx.send(()).await;
-                    }
-                },
-                _ => {}
+            if tx.send(m).await.is_err() {
+                return;
             }
         }
-        let _ = gone_tx.send(());
     });
+    let (msg_tx, mut msg_rx) = mpsc::unbounded_channel::<Message>();
     let writer = tokio::spawn(async move {
         while let Some(m) = msg_rx.recv().await {
             let close = matches!(m, Message::Close(_));
@@ -488,24 +456,14 @@ pub async fn serve_ws(
         }
     });
     let m = msg_tx.clone();
-    let forward = tokio::spawn(async move {
-        while let Some(o) = out_rx.recv().await {
-            let (ch, b) = match o {
-                Output::Stdout(b) => (STDOUT, b),
-                Output::Stderr(b) => (if tty { STDOUT } else { STDERR }, b),
-            };
-            let _ = m.send(Message::Binary([&[ch][..], &b].concat().into()));
-        }
-    });
-    let outcome = target
-        .run(in_rx, out_tx, async {
-            tokio::select! {
-                _ = gone_rx => {}
-                _ = detach_rx.recv() => {}
-            }
-        })
-        .await;
-    let _ = forward.await;
+    let outcome = session(d, &req, rx, move |o| {
+        let (ch, b) = match o {
+            Output::Stdout(b) => (STDOUT, b),
+            Output::Stderr(b) => (if tty { STDOUT } else { STDERR }, b),
+        };
+        let _ = m.send(Message::Binary([&[ch][..], &b].concat().into()));
+    })
+    .await;
     if let Some(msg) = status_message(protocol, &outcome) {
         let _ = msg_tx.send(Message::Binary([&[ERROR][..], &msg].concat().into()));
     }
