@@ -5,6 +5,7 @@
 //! docker: the container's own, or 125 when berth itself fails.
 
 use crate::images::store_config;
+use berth_cri::spec;
 use berth_image::{ImageStore, PullOptions};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -361,7 +362,7 @@ pub fn bundle_config(image: &Value, a: &RunArgs, id: &str) -> Result<Value, Stri
                 .map_err(|_| format!("user {what} {s:?}: berth run takes numeric ids so far"))
         }
     };
-    let caps = berth_cri::spec::capabilities(
+    let caps = spec::capabilities(
         Some(&berth_proto::v1::Capability {
             add_capabilities: a.cap_add.clone(),
             drop_capabilities: a.cap_drop.clone(),
@@ -379,6 +380,12 @@ pub fn bundle_config(image: &Value, a: &RunArgs, id: &str) -> Result<Value, Stri
     if a.network == "none" {
         namespaces.push(json!({"type": "network"}));
     }
+    // berthd's defaults, and a /dev/shm of the container's own.
+    let mut mounts = spec::default_mounts(a.privileged);
+    mounts.push(
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+                       "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+    );
     let mut spec = json!({
         "ociVersion": "1.2.0",
         "process": {
@@ -392,22 +399,13 @@ pub fn bundle_config(image: &Value, a: &RunArgs, id: &str) -> Result<Value, Stri
         },
         "root": {"path": "rootfs", "readonly": a.read_only},
         "hostname": &id[..id.len().min(12)],
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
-        ],
+        "mounts": mounts,
         "linux": {
             "resources": {"devices": [{"allow": false, "access": "rwm"}]},
             "cgroupsPath": format!("/berth/{id}"),
             "namespaces": namespaces,
-            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-                            "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+            "maskedPaths": spec::DEFAULT_MASKED,
+            "readonlyPaths": spec::DEFAULT_READONLY
         }
     });
     for v in &a.volumes {
@@ -443,11 +441,6 @@ pub fn bundle_config(image: &Value, a: &RunArgs, id: &str) -> Result<Value, Stri
         spec["linux"]["maskedPaths"] = json!([]);
         spec["linux"]["readonlyPaths"] = json!([]);
         spec["linux"]["resources"]["devices"] = json!([{"allow": true, "access": "rwm"}]);
-        for m in spec["mounts"].as_array_mut().into_iter().flatten() {
-            if m["destination"] == "/sys" || m["destination"] == "/sys/fs/cgroup" {
-                m["options"] = json!(["nosuid", "noexec", "nodev", "rw"]);
-            }
-        }
     } else {
         // Secure by default: the default seccomp profile.
         spec["linux"]["seccomp"] = berth_cri::seccomp::default_profile(&caps);

@@ -253,6 +253,20 @@ fn mode(v: i32) -> NamespaceMode {
     NamespaceMode::try_from(v).unwrap_or(NamespaceMode::Pod)
 }
 
+/// The filesystems every container gets: proc, a /dev tmpfs with devpts and
+/// mqueue, sysfs and the cgroups, the last two read-only unless privileged.
+pub fn default_mounts(privileged: bool) -> Vec<Value> {
+    let sys = if privileged { "rw" } else { "ro" };
+    vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", sys]}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", sys]}),
+    ]
+}
+
 /// The pause: holds the pod's IPC, UTS and (unless the host's) PID namespaces,
 /// joins the pinned network namespace. No privileges, a read-only root.
 pub fn pause(pod: &PodContext, rootfs: &Path) -> Result<Value, String> {
@@ -484,19 +498,7 @@ pub fn container(
     namespaces.push(json!({"type": "cgroup"}));
 
     let privileged = sc.privileged;
-    let sys_opts = if privileged {
-        vec!["nosuid", "noexec", "nodev", "rw"]
-    } else {
-        vec!["nosuid", "noexec", "nodev", "ro"]
-    };
-    let mut mounts = vec![
-        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
-        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
-        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_opts}),
-        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", if privileged { "rw" } else { "ro" }]}),
-    ];
+    let mut mounts = default_mounts(privileged);
     if userns.is_some() {
         // sysfs and cgroupfs cannot be mounted from a user namespace that does not
         // own the network namespace: the host's /sys, read-only, recursively.
