@@ -108,43 +108,60 @@ pub fn resolve(root: &Path, r: &Request) -> Result<User, String> {
     })
 }
 
-/// Reads a file of the rootfs with every path component resolved inside it.
-pub fn read_in_root(root: &Path, rel: &str) -> Option<String> {
-    let root_c = CString::new(root.as_os_str().as_bytes()).ok()?;
-    let rel_c = CString::new(rel).ok()?;
-    // SAFETY: plain open/openat2 calls on valid C strings; fds become owned.
-    unsafe {
-        let dir = libc::open(
-            root_c.as_ptr(),
+/// An O_PATH handle on the rootfs directory.
+fn open_root(root: &Path) -> std::io::Result<OwnedFd> {
+    let c = CString::new(root.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    // SAFETY: open of a valid C string; the fd becomes owned.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
             libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        );
-        if dir < 0 {
-            return None;
-        }
-        let dir = OwnedFd::from_raw_fd(dir);
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd of ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens `rel` below `dir` with every component resolved inside the rootfs
+/// `dir` stands in (`RESOLVE_IN_ROOT`), so symlinks cannot lead out of it.
+fn open_in_root(dir: &OwnedFd, rel: &str, flags: libc::c_int) -> std::io::Result<OwnedFd> {
+    let c = CString::new(rel).map_err(std::io::Error::other)?;
+    // SAFETY: openat2 with a zeroed, filled open_how; the fd becomes owned.
+    unsafe {
         let mut how: libc::open_how = std::mem::zeroed();
-        how.flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
+        how.flags = (flags | libc::O_CLOEXEC) as u64;
         how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
         let fd = libc::syscall(
             libc::SYS_openat2,
-            std::os::fd::AsRawFd::as_raw_fd(&dir),
-            rel_c.as_ptr(),
+            std::os::fd::AsRawFd::as_raw_fd(dir),
+            c.as_ptr(),
             &how,
             std::mem::size_of::<libc::open_how>(),
         );
         if fd < 0 {
-            return None;
+            return Err(std::io::Error::last_os_error());
         }
-        let mut f = std::fs::File::from(OwnedFd::from_raw_fd(fd as i32));
-        let mut s = String::new();
-        // /etc/passwd of any sane size; a huge one is not ours to read whole.
-        (&mut f).take(4 << 20).read_to_string(&mut s).ok()?;
-        Some(s)
+        Ok(OwnedFd::from_raw_fd(fd as i32))
     }
 }
 
+/// Reads a file of the rootfs with every path component resolved inside it.
+pub fn read_in_root(root: &Path, rel: &str) -> Option<String> {
+    let fd = open_in_root(&open_root(root).ok()?, rel, libc::O_RDONLY).ok()?;
+    let mut s = String::new();
+    // /etc/passwd of any sane size; a huge one is not ours to read whole.
+    std::fs::File::from(fd)
+        .take(4 << 20)
+        .read_to_string(&mut s)
+        .ok()?;
+    Some(s)
+}
+
 /// Creates `path` (a file, or a directory) in the rootfs if it is missing, its
-/// parent resolved inside the rootfs (`RESOLVE_IN_ROOT`) and made as needed.
+/// parents resolved inside the rootfs and made as needed.
 pub fn create_in_root(root: &Path, path: &str, is_dir: bool) -> std::io::Result<()> {
     let parts: Vec<&str> = path
         .split('/')
@@ -153,38 +170,20 @@ pub fn create_in_root(root: &Path, path: &str, is_dir: bool) -> std::io::Result<
     if parts.contains(&"..") {
         return Err(std::io::Error::other("a mount target with '..'"));
     }
-    let root_c = CString::new(root.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
-    // SAFETY: open/openat2/mkdirat/openat on valid C strings; fds become owned.
-    unsafe {
-        let fd = libc::open(
-            root_c.as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        );
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut dir = OwnedFd::from_raw_fd(fd);
-        for (i, part) in parts.iter().enumerate() {
-            let name = CString::new(*part).map_err(std::io::Error::other)?;
-            let at = std::os::fd::AsRawFd::as_raw_fd(&dir);
-            let mut how: libc::open_how = std::mem::zeroed();
-            how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
-            how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-            let found = libc::syscall(
-                libc::SYS_openat2,
-                at,
-                name.as_ptr(),
-                &how,
-                std::mem::size_of::<libc::open_how>(),
-            );
-            if found >= 0 {
-                dir = OwnedFd::from_raw_fd(found as i32);
+    let mut dir = open_root(root)?;
+    for (i, part) in parts.iter().enumerate() {
+        match open_in_root(&dir, part, libc::O_PATH) {
+            Ok(fd) => {
+                dir = fd;
                 continue;
             }
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::ENOENT) {
-                return Err(err);
-            }
+            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
+            Err(_) => {}
+        }
+        let name = CString::new(*part).map_err(std::io::Error::other)?;
+        let at = std::os::fd::AsRawFd::as_raw_fd(&dir);
+        // SAFETY: openat/mkdirat relative to an fd we hold, names without '/'.
+        unsafe {
             if i == parts.len() - 1 && !is_dir {
                 let flags = libc::O_CREAT
                     | libc::O_EXCL
@@ -201,16 +200,12 @@ pub fn create_in_root(root: &Path, path: &str, is_dir: bool) -> std::io::Result<
             if libc::mkdirat(at, name.as_ptr(), 0o755) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            let sub = libc::openat(
-                at,
-                name.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            );
-            if sub < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            dir = OwnedFd::from_raw_fd(sub);
         }
+        dir = open_in_root(
+            &dir,
+            part,
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        )?;
     }
     Ok(())
 }
@@ -293,6 +288,19 @@ mod tests {
             .is_err()
         );
         assert_eq!(r(Request::default()).unwrap().uid, 0);
+    }
+
+    #[test]
+    fn mount_targets_are_made_inside_the_rootfs() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), d.path().join("etc")).unwrap();
+        // /etc leads nowhere inside the rootfs: refused, and nothing made outside.
+        assert!(create_in_root(d.path(), "/etc/hosts", false).is_err());
+        assert!(!outside.path().join("hosts").exists());
+        create_in_root(d.path(), "/a/b/c", true).unwrap();
+        assert!(d.path().join("a/b/c").is_dir());
+        assert!(create_in_root(d.path(), "/a/../../x", false).is_err());
     }
 
     #[test]
