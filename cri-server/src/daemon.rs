@@ -312,6 +312,10 @@ impl Daemon {
             }
         }
         self.clean_orphans().await;
+        // Re-adopted pods' networks are checked (CNI CHECK) in the background: a
+        // plugin's state may have changed while berthd was down; start-up does not wait.
+        let d = self.clone();
+        tokio::spawn(async move { crate::pods::check_networks(&d).await });
     }
 
     /// Runtime containers, shims and network namespaces that belong to no record.

@@ -194,6 +194,27 @@ async fn setup(
     Ok(())
 }
 
+/// CNI CHECK of every ready pod's network, with what ADD returned; a failure is
+/// logged for the operator (kubelet recreates pods whose network is gone).
+pub async fn check_networks(d: &Arc<Daemon>) {
+    let Ok(net) = d.cni.network() else { return };
+    let pods: Vec<PodRecord> = lock(&d.pods).values().map(|p| p.get()).collect();
+    for rec in pods.iter().filter(|p| p.state == PodState::Ready) {
+        let Some(result) = &rec.cni_result else {
+            continue;
+        };
+        let config: cri::PodSandboxConfig = store::decode(&rec.config);
+        match d
+            .cni
+            .check(&net, &attachment(d, rec, &config), result)
+            .await
+        {
+            Ok(()) => tracing::info!(pod = %rec.id, "pod network checked"),
+            Err(e) => tracing::warn!(pod = %rec.id, "pod network check failed: {e}"),
+        }
+    }
+}
+
 fn attachment(d: &Daemon, rec: &PodRecord, config: &cri::PodSandboxConfig) -> Attachment {
     let m = config.metadata.clone().unwrap_or_default();
     let port_mappings = config

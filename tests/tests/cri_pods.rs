@@ -568,6 +568,15 @@ async fn berthd_killed_and_restarted_loses_nothing() {
         c.status(&created).await.state,
         ContainerState::ContainerCreated as i32
     );
+    // The re-adopted pod's network passed a CNI CHECK.
+    for _ in 0..50 {
+        if d.log().contains("pod network checked") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(d.log().contains("pod network checked"), "{}", d.log());
+    assert!(!d.log().contains("network check failed"));
     let pods =
         c.rt.list_pod_sandbox(ListPodSandboxRequest::default())
             .await
