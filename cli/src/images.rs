@@ -71,7 +71,23 @@ pub fn pull(
         }
         None => Auth::Anonymous,
     };
-    let progress = (!quiet).then(|| {
+    let rec = pull_into(&store, image, auth, !quiet)?;
+    if quiet {
+        println!("{}", rec.id);
+    } else {
+        println!("{}: pulled {} ({})", image, short(&rec.id), human(rec.size));
+    }
+    Ok(())
+}
+
+/// Pulls into `store`, with a progress bar per layer on stderr when `progress`.
+pub fn pull_into(
+    store: &ImageStore,
+    image: &str,
+    auth: Auth,
+    progress: bool,
+) -> Result<berth_image::ImageRecord, String> {
+    let progress = progress.then(|| {
         let multi = MultiProgress::new();
         let bars: Mutex<HashMap<String, ProgressBar>> = Mutex::new(HashMap::new());
         let style =
@@ -113,15 +129,8 @@ pub fn pull(
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let rec = rt
-        .block_on(store.pull(image, &PullOptions { auth, progress }))
-        .map_err(|e| e.to_string())?;
-    if quiet {
-        println!("{}", rec.id);
-    } else {
-        println!("{}: pulled {} ({})", image, short(&rec.id), human(rec.size));
-    }
-    Ok(())
+    rt.block_on(store.pull(image, &PullOptions { auth, progress }))
+        .map_err(|e| e.to_string())
 }
 
 pub fn list(config: StoreConfig, quiet: bool) -> Result<(), String> {

@@ -6,7 +6,7 @@
 
 use crate::images::store_config;
 use berth_cri::spec;
-use berth_image::{ImageStore, PullOptions};
+use berth_image::ImageStore;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
@@ -93,13 +93,10 @@ pub fn run(
             )));
         }
         ("always", _) | ("missing", Err(_)) => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .map_err(|e| fail(e.to_string()))?;
-            rt.block_on(store.pull(&a.image, &PullOptions::default()))
-                .map_err(|e| fail(e.to_string()))?
+            // Progress on stderr when it is a terminal; stdout is the container's.
+            let bars = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            crate::images::pull_into(&store, &a.image, berth_image::Auth::Anonymous, bars)
+                .map_err(fail)?
         }
         (other, _) => {
             return Err(fail(format!(
