@@ -71,6 +71,13 @@ impl Drop for RawMode {
     }
 }
 
+/// Set by SIGWINCH: this terminal changed size; the proxy passes it on.
+static RESIZED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_winch(_: libc::c_int) {
+    RESIZED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn copy_winsize(from: i32, to: i32) {
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
     // SAFETY: ioctls with a valid winsize.
@@ -90,6 +97,8 @@ pub fn proxy(master: OwnedFd, pid: i32) -> Result<i32> {
     let _raw = if interactive { RawMode::enter(0) } else { None };
     if interactive {
         copy_winsize(0, m);
+        // SAFETY: installing a handler that only stores to an atomic.
+        unsafe { libc::signal(libc::SIGWINCH, on_winch as *const () as libc::sighandler_t) };
     }
     let mut stdin_open = true;
     let mut buf = [0u8; 8192];
@@ -108,6 +117,9 @@ pub fn proxy(master: OwnedFd, pid: i32) -> Result<i32> {
         ];
         // SAFETY: two valid pollfds.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, 100) };
+        if RESIZED.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            copy_winsize(0, m);
+        }
         if n > 0 && fds[0].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
             // SAFETY: reading into a valid buffer.
             let r = unsafe { libc::read(m, buf.as_mut_ptr().cast(), buf.len()) };

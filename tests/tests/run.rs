@@ -108,7 +108,7 @@ fn missing_image_with_pull_never_is_exit_125() {
 }
 
 /// A detached container driven as a person would: logs, exec, stop, rm; a
-/// read-only volume; and a terminal through a pty (`script`).
+/// read-only volume.
 #[test]
 fn detached_logs_exec_stop_rm_volumes_and_a_terminal() {
     require_root();
@@ -161,24 +161,90 @@ fn detached_logs_exec_stop_rm_volumes_and_a_terminal() {
     );
     assert!(b(&["rm", &name]).status.success());
     assert!(!String::from_utf8_lossy(&b(&["ps", "-a"]).stdout).contains(&name));
+}
 
-    // -it through a pty: the shell answers and its exit code is berth's.
-    let cmd = format!(
-        "{} --root {} run --rm -it {image} sh -c 'tty; exit 3'",
-        berth_tests::bin("berth").display(),
-        root.path().display()
-    );
-    let out = std::process::Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("/dev/pts/0"));
+/// `run -it` driven through a pty as a person would: the shell answers, sees the
+/// terminal's size and its change, and `exit 3` makes berth exit 3.
+#[test]
+fn an_interactive_shell_answers_resizes_and_exits_with_its_code() {
+    use std::io::{Read, Write};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    require_root();
+    let root = tempfile::tempdir().unwrap();
+    let image = format!("{}/library/busybox:latest", registry_addr());
+    let (mut master, mut slave) = (0, 0);
+    let mut ws = libc::winsize {
+        ws_row: 40,
+        ws_col: 100,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty with valid out pointers and a valid winsize.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &ws,
+        )
+    };
+    assert_eq!(rc, 0);
+    // SAFETY: fresh fds of ours.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut cmd = std::process::Command::new(berth_tests::bin("berth"));
+    cmd.arg("--root").arg(root.path());
+    cmd.args(["run", "--rm", "-it", "--network", "none", &image, "sh"]);
+    cmd.stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    // SAFETY: setsid and taking the pty as controlling terminal, in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let mut term = std::fs::File::from(master);
+    let fd = term.as_raw_fd();
+    let mut seen = String::new();
+    let mut read_until = |term: &mut std::fs::File, want: &str| {
+        let mut buf = [0u8; 4096];
+        for _ in 0..200 {
+            let mut p = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            if unsafe { libc::poll(&mut p, 1, 50) } > 0 {
+                match term.read(&mut buf) {
+                    Ok(n) if n > 0 => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+                    _ => break,
+                }
+            }
+            if seen.contains(want) {
+                return;
+            }
+        }
+        panic!("no {want:?} in {seen:?}");
+    };
+    // Quotes split the word so the echoed command line cannot match the answer.
+    term.write_all(b"echo answ''ered; stty size\n").unwrap();
+    read_until(&mut term, "answered\r\n40 100");
+    ws.ws_row = 50;
+    ws.ws_col = 120;
+    // SAFETY: resizing the terminal berth runs on; the kernel sends SIGWINCH.
+    unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    term.write_all(b"stty size; exit 3\n").unwrap();
+    read_until(&mut term, "50 120");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "{seen}");
 }
 
 /// Bridge networking (the default) with -p: the web server answers on the host's
