@@ -45,8 +45,9 @@ fn containers_dir(root: &Path) -> PathBuf {
     root.join("cli").join("containers")
 }
 
-/// Starts a created bundle under a shim and starts its process.
-pub fn start_detached(id: &str, dir: &Path, stdin: bool) -> Result<(), String> {
+/// Starts a created bundle under a shim and starts its process. With `remove`,
+/// the shim runs `berth rm` once the container has exited.
+pub fn start_detached(id: &str, dir: &Path, stdin: bool, remove: bool) -> Result<(), String> {
     let mut shim = std::process::Command::new(sibling("berth-shim"));
     shim.args(["--id", id, "--bundle"])
         .arg(dir)
@@ -58,6 +59,17 @@ pub fn start_detached(id: &str, dir: &Path, stdin: bool) -> Result<(), String> {
         .arg(dir.join("container.log"));
     if stdin {
         shim.arg("--stdin");
+    }
+    if remove {
+        let root = dir
+            .ancestors()
+            .nth(3)
+            .unwrap_or(Path::new("/var/lib/berth"));
+        let berth = std::env::current_exe().map_err(|e| e.to_string())?;
+        shim.arg("--exit-command").arg(berth);
+        for a in ["--root", &root.to_string_lossy(), "rm", id] {
+            shim.args(["--exit-command-arg", a]);
+        }
     }
     let out = shim
         .output()

@@ -189,13 +189,9 @@ pub fn run(
     .map_err(|e| fail(format!("writing the container record: {e}")))?;
 
     if a.detach {
-        if a.rm {
-            return Err(fail(
-                "--rm with -d is not supported yet: remove it with berth rm".into(),
-            ));
-        }
+        crate::containers::start_detached(&id, &dir, a.interactive, a.rm).map_err(fail)?;
+        // The shim owns it now: nothing to undo here.
         std::mem::forget(cleanup);
-        crate::containers::start_detached(&id, &dir, a.interactive).map_err(fail)?;
         println!("{id}");
         return Ok(0);
     }

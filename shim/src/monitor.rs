@@ -316,6 +316,15 @@ impl Monitor {
         for s in ["control.sock", "attach.sock"] {
             let _ = std::fs::remove_file(opts.state_dir.join(s));
         }
+        if let Some(cmd) = &opts.exit_command {
+            // Not waited for: it may remove this shim's own directory.
+            let _ = Command::new(cmd)
+                .args(&opts.exit_command_args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+        }
     }
 
     fn reap(&mut self) {

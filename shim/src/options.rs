@@ -1,7 +1,7 @@
 //! The shim's command line. Hand-parsed: the shim is tiny and runs per container.
 //!
 //! `berth-shim --id ID --bundle DIR --state-dir DIR [--runtime PATH]
-//!   [--runtime-root DIR] [--log-path FILE] [--raw-output] [--attach-first] [--stdin] [--stdin-once] [--terminal]
+//!   [--runtime-root DIR] [--log-path FILE] [--raw-output] [--attach-first] [--exit-command PATH [--exit-command-arg A]...] [--stdin] [--stdin-once] [--terminal]
 //!   [--exec-process FILE]`
 
 use std::path::PathBuf;
@@ -28,6 +28,10 @@ pub struct Options {
     /// Run this process.json in the running container `id` (an exec) instead of
     /// creating the container.
     pub exec_process: Option<PathBuf>,
+    /// Run once the exit is recorded (as conmon's --exit-command): `berth run
+    /// -d --rm` removes its container this way, with no daemon.
+    pub exit_command: Option<PathBuf>,
+    pub exit_command_args: Vec<String>,
 }
 
 pub fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -46,6 +50,8 @@ pub fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--runtime-root" => o.runtime_root = Some(value("--runtime-root")?.into()),
             "--log-path" => o.log_path = Some(value("--log-path")?.into()),
             "--exec-process" => o.exec_process = Some(value("--exec-process")?.into()),
+            "--exit-command" => o.exit_command = Some(value("--exit-command")?.into()),
+            "--exit-command-arg" => o.exit_command_args.push(value("--exit-command-arg")?),
             "--raw-output" => o.raw_output = true,
             "--attach-first" => o.attach_first = true,
             "--stdin" => o.stdin = true,

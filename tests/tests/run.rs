@@ -161,6 +161,25 @@ fn detached_logs_exec_stop_rm_volumes_and_a_terminal() {
     );
     assert!(b(&["rm", &name]).status.success());
     assert!(!String::from_utf8_lossy(&b(&["ps", "-a"]).stdout).contains(&name));
+
+    // -d --rm: the shim removes the container once it has exited.
+    let gone = format!("gone-{}", std::process::id());
+    let out = b(&["run", "-d", "--rm", "--name", &gone, &image, "true"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = root.path().join("cli/containers").join(&gone);
+    for _ in 0..100 {
+        if !dir.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!dir.exists(), "-d --rm removed the container");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(dir.to_str().unwrap()));
 }
 
 /// `run -it` driven through a pty as a person would: the shell answers, sees the
