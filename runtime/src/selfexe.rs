@@ -59,12 +59,18 @@ pub fn ensure_sealed() -> Result<(), String> {
         }
         copied += n as usize;
     }
+    // F_SEAL_WRITE fails with EBUSY while a page just written is still referenced
+    // from another CPU's LRU batch (the kernel drains only the caller's CPU): a
+    // moment later it is not. Seen under load on 2 CPUs; retried briefly.
+    let mut tries = 0;
     // SAFETY: fcntl on an open memfd.
-    if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, SEALS) } == -1 {
-        return Err(format!(
-            "sealing memfd: {}",
-            std::io::Error::last_os_error()
-        ));
+    while unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, SEALS) } == -1 {
+        let e = std::io::Error::last_os_error();
+        tries += 1;
+        if e.raw_os_error() != Some(libc::EBUSY) || tries > 50 {
+            return Err(format!("sealing memfd: {e}"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
     let args: Vec<CString> = std::env::args_os().map(crate::sys::cstring).collect();
     let env: Vec<CString> = std::env::vars_os()
