@@ -7,6 +7,7 @@ use crate::daemon::{Container, Daemon, Object, lock};
 use crate::shim;
 use crate::spec::{self, PodContext};
 use crate::store::{self, ContainerRecord, ContainerState, PodState};
+use berth_image::crash;
 use berth_proto::v1 as cri;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -109,10 +110,12 @@ pub async fn create(
         user: (0, 0, Vec::new()),
         shared_binds: Vec::new(),
     };
+    crash::point("create:begin");
     if let Err(e) = d.save_container(&rec) {
         d.release_name(&key, &id);
         return Err(e);
     }
+    crash::point("create:record");
     let obj = Object::new(rec);
     lock(&d.containers).insert(id.clone(), obj.clone());
     let guard = obj.op.lock().await;
@@ -123,6 +126,7 @@ pub async fn create(
                 r.clone()
             });
             d.save_container(&rec)?;
+            crash::point("create:created");
             d.watch_container(obj.clone());
             d.event(&rec, cri::ContainerEventType::ContainerCreatedEvent);
             tracing::info!(container = %id, name = %meta.name, pod = %prec.id, "container created");
@@ -156,6 +160,7 @@ async fn build(
         .await
         .map_err(crate::status::join)?
         .map_err(crate::status::image)?;
+    crash::point("create:mount");
     let pod_dir = d.paths.pod_dir(&pod.id);
     let ctx = PodContext {
         id: &pod.id,
@@ -218,6 +223,7 @@ async fn build(
         &serde_json::to_vec_pretty(&built.spec).unwrap_or_default(),
     )
     .map_err(|e| Status::internal(format!("writing the bundle: {e}")))?;
+    crash::point("create:bundle");
     let log_path = obj.get().log_path;
     if !log_path.is_empty()
         && let Some(parent) = std::path::Path::new(&log_path).parent()
@@ -252,6 +258,7 @@ async fn build(
     )
     .await
     .map_err(|e| Status::internal(format!("creating container {id}: {e}")))?;
+    crash::point("create:shim");
     obj.update(|r| r.pid = pid);
     Ok(())
 }
@@ -266,9 +273,11 @@ pub async fn start(d: &Arc<Daemon>, id: &str) -> Result<(), Status> {
             rec.id, rec.state
         )));
     }
+    crash::point("start:begin");
     d.runtime(&["start", &rec.id])
         .await
         .map_err(|e| Status::internal(format!("starting container {}: {e}", rec.id)))?;
+    crash::point("start:started");
     let rec = obj.update(|r| {
         r.started_at = store::now_ns();
         if r.state == ContainerState::Created {
@@ -277,6 +286,7 @@ pub async fn start(d: &Arc<Daemon>, id: &str) -> Result<(), Status> {
         r.clone()
     });
     d.save_container(&rec)?;
+    crash::point("start:running");
     d.event(&rec, cri::ContainerEventType::ContainerStartedEvent);
     Ok(())
 }
@@ -310,6 +320,7 @@ async fn stop_locked(d: &Arc<Daemon>, obj: &Container, timeout: i64) -> Result<(
         if let Err(e) = shim::control(&shim_dir, &format!("signal {}", rec.stop_signal)).await {
             tracing::warn!(container = %rec.id, "stop signal: {e}");
         }
+        crash::point("stop:signal");
         if wait(&mut exited, timeout as u64).await {
             return Ok(());
         }
@@ -319,12 +330,14 @@ async fn stop_locked(d: &Arc<Daemon>, obj: &Container, timeout: i64) -> Result<(
         tracing::warn!(container = %rec.id, "SIGKILL through the shim: {e}");
         let _ = d.runtime(&["kill", &rec.id, "KILL"]).await;
     }
+    crash::point("stop:kill");
     if !wait(&mut exited, 30).await {
         return Err(Status::deadline_exceeded(format!(
             "container {} did not exit within 30 s of SIGKILL",
             rec.id
         )));
     }
+    crash::point("stop:exited");
     Ok(())
 }
 
@@ -336,6 +349,7 @@ pub async fn remove(d: &Arc<Daemon>, id: &str) -> Result<(), Status> {
         Err(s) => return Err(s),
     };
     let _guard = obj.op.lock().await;
+    crash::point("remove:begin");
     let rec = obj.get();
     if rec.state != ContainerState::Creating {
         stop_locked(d, &obj, 0).await?;
@@ -350,12 +364,14 @@ pub async fn remove(d: &Arc<Daemon>, id: &str) -> Result<(), Status> {
         r.clone()
     });
     d.save_container(&rec)?;
+    crash::point("remove:record");
     if let Err(e) = d.runtime(&["delete", "--force", &rec.id]).await
         && !e.contains("does not exist")
         && !e.contains("not found")
     {
         tracing::warn!(container = %rec.id, "runtime delete: {e}");
     }
+    crash::point("remove:deleted");
     let dir = d.paths.container_dir(&rec.id);
     berth_image::snapshot::unmount_rootfs(&dir.join("rootfs")).ok();
     for b in &rec.shared_binds {
@@ -367,6 +383,7 @@ pub async fn remove(d: &Arc<Daemon>, id: &str) -> Result<(), Status> {
         }
     }
     crate::pods::unmount_under(&dir);
+    crash::point("remove:unmounted");
     let _ = std::fs::remove_dir_all(d.paths.shim_dir(&rec.id));
     std::fs::remove_dir_all(&dir)
         .or_else(|e| {
@@ -377,6 +394,7 @@ pub async fn remove(d: &Arc<Daemon>, id: &str) -> Result<(), Status> {
             }
         })
         .map_err(|e| Status::internal(format!("removing {}: {e}", dir.display())))?;
+    crash::point("remove:gone");
     lock(&d.containers).remove(&rec.id);
     let config: cri::ContainerConfig = store::decode(&rec.config);
     let pod_config = d

@@ -170,6 +170,20 @@ impl Daemon {
         }
     }
 
+    /// The runtime's word on a container: created, running, stopped (None: unknown).
+    pub async fn runtime_status(&self, id: &str) -> Option<String> {
+        let out = tokio::process::Command::new(&self.bins.runtime)
+            .arg("--root")
+            .arg(&self.bins.runtime_root)
+            .args(["state", id])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .ok()?;
+        let state: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        state["status"].as_str().map(str::to_string)
+    }
+
     /// Watches a container's shim; when it ends, records the exit.
     pub fn watch_container(self: &Arc<Self>, c: Container) {
         let d = self.clone();
@@ -185,7 +199,7 @@ impl Daemon {
             if let Err(e) = d.save_container(&rec) {
                 tracing::error!(container = %id, "{}", e.message());
             }
-            let _ = c.exited.send(true);
+            let _ = c.exited.send_replace(true);
             tracing::info!(container = %id, exit_code = rec.exit_code, reason = %rec.reason, "container exited");
             d.event(&rec, cri::ContainerEventType::ContainerStoppedEvent);
         });
@@ -204,7 +218,7 @@ impl Daemon {
                 r.clone()
             });
             let _ = d.save_pod(&rec);
-            let _ = p.exited.send(true);
+            let _ = p.exited.send_replace(true);
         });
     }
 
@@ -245,10 +259,10 @@ impl Daemon {
                 } else {
                     obj.update(|r| r.state = PodState::NotReady);
                     let _ = self.save_pod(&obj.get());
-                    let _ = obj.exited.send(true);
+                    let _ = obj.exited.send_replace(true);
                 }
             } else {
-                let _ = obj.exited.send(true);
+                let _ = obj.exited.send_replace(true);
             }
         }
         for c in containers {
@@ -264,6 +278,18 @@ impl Daemon {
                 ContainerState::Created | ContainerState::Running => {
                     if shim::shim_pid(&self.paths.shim_dir(&c.id)).is_some() {
                         tracing::info!(container = %c.id, "re-adopted its shim");
+                        // A start that berthd died in after the runtime started
+                        // the container: the runtime knows it runs.
+                        if c.state == ContainerState::Created
+                            && self.runtime_status(&c.id).await.as_deref() == Some("running")
+                        {
+                            let rec = obj.update(|r| {
+                                r.state = ContainerState::Running;
+                                r.started_at = store::now_ns();
+                                r.clone()
+                            });
+                            let _ = self.save_container(&rec);
+                        }
                         self.watch_container(obj);
                     } else {
                         let exit = shim::read_exit(&self.paths.shim_dir(&c.id));
@@ -272,11 +298,11 @@ impl Daemon {
                             r.clone()
                         });
                         let _ = self.save_container(&rec);
-                        let _ = obj.exited.send(true);
+                        let _ = obj.exited.send_replace(true);
                     }
                 }
                 _ => {
-                    let _ = obj.exited.send(true);
+                    let _ = obj.exited.send_replace(true);
                 }
             }
         }

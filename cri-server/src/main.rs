@@ -33,6 +33,8 @@ enum Command {
         #[command(subcommand)]
         what: ConfigCommand,
     },
+    /// List the crash points of a debug build (`BERTH_CRASH_AT=<point>`), for the fault tests.
+    CrashPoints,
 }
 
 #[derive(Subcommand)]
@@ -43,12 +45,24 @@ enum ConfigCommand {
 
 fn main() {
     let cli = Cli::parse();
-    if let Some(Command::Config {
-        what: ConfigCommand::Default,
-    }) = cli.command
-    {
-        print!("{}", Config::default().to_toml());
-        return;
+    match cli.command {
+        Some(Command::Config {
+            what: ConfigCommand::Default,
+        }) => {
+            print!("{}", Config::default().to_toml());
+            return;
+        }
+        Some(Command::CrashPoints) => {
+            if !berth_image::crash::ENABLED {
+                eprintln!("berthd: this is a release build: it has no crash points");
+                std::process::exit(1);
+            }
+            for (point, call) in berth_image::crash::POINTS {
+                println!("{point}\t{call}");
+            }
+            return;
+        }
+        None => {}
     }
     let explicit = cli.config != std::path::Path::new("/etc/berth/berth.toml");
     let mut config = match Config::load(&cli.config, explicit) {

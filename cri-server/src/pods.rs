@@ -10,6 +10,7 @@ use crate::daemon::{Daemon, Object, Pod, lock};
 use crate::shim;
 use crate::spec::{self, PodContext};
 use crate::store::{self, PodRecord, PodState};
+use berth_image::crash;
 use berth_proto::v1::{self as cri, NamespaceMode};
 use serde_json::json;
 use std::path::Path;
@@ -97,10 +98,12 @@ pub async fn run(
         pause_pid: 0,
         cgroup_parent,
     };
+    crash::point("run-pod:begin");
     if let Err(e) = d.save_pod(&rec) {
         d.release_name(&key, &id);
         return Err(e);
     }
+    crash::point("run-pod:record");
     let obj = Object::new(rec);
     lock(&d.pods).insert(id.clone(), obj.clone());
     let _guard = obj.op.lock().await;
@@ -111,6 +114,7 @@ pub async fn run(
                 r.clone()
             });
             d.save_pod(&rec)?;
+            crash::point("run-pod:ready");
             d.watch_pod(obj.clone());
             tracing::info!(pod = %id, name = %meta.name, namespace = %meta.namespace, "pod sandbox running");
             Ok(id)
@@ -140,6 +144,7 @@ async fn setup(
         mount_shm(&dir.join("shm"))
             .map_err(|e| Status::internal(format!("mounting the pod's /dev/shm: {e}")))?;
     }
+    crash::point("run-pod:shm");
     if let (Some(netns), Some(net)) = (&rec.netns, net) {
         crate::netns::create(netns).map_err(|e| {
             Status::internal(format!(
@@ -147,8 +152,10 @@ async fn setup(
                 netns.display()
             ))
         })?;
+        crash::point("run-pod:netns");
         let a = attachment(d, &rec, config);
         let result = d.cni.add(&net, &a).await.map_err(Status::unavailable)?;
+        crash::point("run-pod:cni-add");
         let ips = crate::cni::result_ips(&result);
         let rec = obj.update(|r| {
             r.cni_result = Some(result);
@@ -157,6 +164,7 @@ async fn setup(
         });
         // The result is durable before anything else: DEL needs it.
         d.save_pod(&rec)?;
+        crash::point("run-pod:cni-saved");
     }
     let rec = obj.get();
     let ctx = PodContext {
@@ -186,11 +194,14 @@ async fn setup(
     )
     .await
     .map_err(|e| Status::internal(format!("starting the pod's pause: {e}")))?;
+    crash::point("run-pod:shim");
     obj.update(|r| r.pause_pid = pid);
     d.save_pod(&obj.get())?;
+    crash::point("run-pod:pid-saved");
     d.runtime(&["start", &rec.id])
         .await
         .map_err(|e| Status::internal(format!("starting the pod's pause: {e}")))?;
+    crash::point("run-pod:started");
     Ok(())
 }
 
@@ -408,8 +419,11 @@ pub async fn stop(d: &Arc<Daemon>, id: &str) -> Result<(), Status> {
         let cid = c.get().id;
         crate::containers::stop(d, &cid, 0).await?;
     }
+    crash::point("stop-pod:containers");
     let _guard = obj.op.lock().await;
-    stop_locked(d, &obj).await
+    stop_locked(d, &obj).await?;
+    crash::point("stop-pod:saved");
+    Ok(())
 }
 
 async fn stop_locked(d: &Arc<Daemon>, obj: &Pod) -> Result<(), Status> {
@@ -417,16 +431,14 @@ async fn stop_locked(d: &Arc<Daemon>, obj: &Pod) -> Result<(), Status> {
     let shim_dir = d.paths.shim_dir(&rec.id);
     if shim::shim_pid(&shim_dir).is_some() {
         let _ = shim::control(&shim_dir, "signal 9").await;
-        let mut rx = obj.exited.subscribe();
-        let waited = tokio::time::timeout(std::time::Duration::from_secs(10), async move {
-            rx.wait_for(|e| *e).await.is_ok()
-        })
-        .await
-        .unwrap_or(false);
-        if !waited {
-            // Not watched (a pod still being made): wait on the shim itself.
-            shim::wait(&shim_dir).await;
+        // The shim itself, watched or not (a pod still being made is not).
+        if tokio::time::timeout(std::time::Duration::from_secs(10), shim::wait(&shim_dir))
+            .await
+            .is_err()
+        {
+            tracing::warn!(pod = %rec.id, "the pause's shim outlived SIGKILL by 10 s");
         }
+        crash::point("stop-pod:pause");
     }
     teardown_network(d, obj).await?;
     let dir = d.paths.pod_dir(&rec.id);
@@ -460,6 +472,7 @@ async fn teardown_network(d: &Arc<Daemon>, obj: &Pod) -> Result<(), Status> {
                         .map_err(|e| {
                             Status::unavailable(format!("tearing down the pod network: {e}"))
                         })?;
+                    crash::point("stop-pod:cni-del");
                 }
                 Err(e) => {
                     tracing::warn!(pod = %rec.id, "no CNI config to tear down the network with: {e}")
@@ -468,6 +481,7 @@ async fn teardown_network(d: &Arc<Daemon>, obj: &Pod) -> Result<(), Status> {
         }
         crate::netns::remove(netns)
             .map_err(|e| Status::internal(format!("removing {}: {e}", netns.display())))?;
+        crash::point("stop-pod:netns");
     }
     Ok(())
 }
@@ -490,13 +504,16 @@ pub async fn remove(d: &Arc<Daemon>, id: &str) -> Result<(), Status> {
         r.clone()
     });
     d.save_pod(&rec)?;
+    crash::point("remove-pod:record");
     stop_locked(d, &obj).await?;
+    crash::point("remove-pod:stopped");
     if let Err(e) = d.runtime(&["delete", "--force", &id]).await
         && !e.contains("does not exist")
         && !e.contains("not found")
     {
         tracing::warn!(pod = %id, "deleting the pause: {e}");
     }
+    crash::point("remove-pod:deleted");
     let dir = d.paths.pod_dir(&id);
     unmount_under(&dir);
     let _ = std::fs::remove_dir_all(d.paths.shim_dir(&id));
@@ -509,6 +526,7 @@ pub async fn remove(d: &Arc<Daemon>, id: &str) -> Result<(), Status> {
             }
         })
         .map_err(|e| Status::internal(format!("removing {}: {e}", dir.display())))?;
+    crash::point("remove-pod:gone");
     lock(&d.pods).remove(&id);
     let config: cri::PodSandboxConfig = store::decode(&rec.config);
     d.release_name(&name_key(&config), &id);

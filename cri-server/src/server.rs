@@ -32,6 +32,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let daemon = crate::daemon::Daemon::new(config.clone(), store.clone());
     crate::pods::install_pause(&daemon).context("installing the built-in pause")?;
     daemon.recover().await;
+    // Blobs and snapshots of a pull that died before its image record was written
+    // belong to no image: collected here, before any new pull can start.
+    let gc_store = store.clone();
+    match tokio::task::spawn_blocking(move || gc_store.gc()).await {
+        Ok(Ok(c)) if c.blobs + c.snapshots > 0 => {
+            tracing::warn!(
+                blobs = c.blobs,
+                snapshots = c.snapshots,
+                "collected what no image refers to"
+            )
+        }
+        Ok(Err(e)) => tracing::error!("image garbage collection: {e}"),
+        _ => {}
+    }
     let streaming = crate::streaming::Server::start(&config.streaming_address, daemon.clone())
         .await
         .with_context(|| {

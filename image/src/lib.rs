@@ -6,11 +6,14 @@
 //! - [`unpack`]: safe layer extraction into overlayfs-format snapshot directories
 //! - [`snapshot`]: snapshots by chain id; a container's overlay rootfs
 //! - [`metadata`]: image records and names, under a file lock
+//! - [`crash`]: debug-only crash points for the fault tests
 //!
 //! [`ImageStore`] ties them together; one store under one root directory is safe
 //! to share between processes.
 
+pub mod crash;
 pub mod error;
+mod lockfile;
 pub mod metadata;
 mod overlay;
 pub mod pull;
@@ -136,8 +139,22 @@ impl ImageStore {
         Ok(removed)
     }
 
-    /// Deletes blobs and snapshots no image refers to.
+    /// Held (shared) for the length of a pull: its blobs and snapshots are
+    /// referenced by no image until its record is written, so GC must wait.
+    pub(crate) async fn pull_lock(&self) -> Result<lockfile::Lock> {
+        let path = self.config.root.join("gc.lock");
+        loop {
+            if let Some(l) = lockfile::lock(&path, false, false)? {
+                return Ok(l);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Deletes blobs and snapshots no image refers to, once no pull (of this
+    /// process or another sharing the store) is under way.
     pub fn gc(&self) -> Result<Collected> {
+        let _no_pulls = lockfile::lock(&self.config.root.join("gc.lock"), true, true)?;
         let images = self.images.list()?;
         let mut keep_blobs: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut keep_snaps = std::collections::HashSet::new();

@@ -3,10 +3,10 @@
 //! `<root>/images.lock`, so `berthd` and the `berth` CLI can share one store.
 
 use crate::error::{ImageError, Result};
+use crate::lockfile::{self, Lock};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// One image. Its id is the digest of its config, as containerd and Docker use.
@@ -41,16 +41,6 @@ pub struct Images {
     lock: PathBuf,
 }
 
-/// A held flock, released on drop.
-struct Lock(std::fs::File);
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        // SAFETY: unlocking our own open file.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
-    }
-}
-
 impl Images {
     pub fn open(root: &Path) -> Images {
         Images {
@@ -60,26 +50,8 @@ impl Images {
     }
 
     fn lock(&self, exclusive: bool) -> Result<Lock> {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock)
-            .map_err(|e| ImageError::io("opening", &self.lock, e))?;
-        let op = if exclusive {
-            libc::LOCK_EX
-        } else {
-            libc::LOCK_SH
-        };
-        // SAFETY: flock on an open file; blocks until the lock is ours.
-        if unsafe { libc::flock(f.as_raw_fd(), op) } == -1 {
-            return Err(ImageError::io(
-                "locking",
-                &self.lock,
-                std::io::Error::last_os_error(),
-            ));
-        }
-        Ok(Lock(f))
+        lockfile::lock(&self.lock, exclusive, true)
+            .map(|l| l.expect("a waiting flock returns only once it holds the lock"))
     }
 
     fn read(&self) -> Result<Db> {

@@ -151,6 +151,7 @@ impl ImageStore {
     /// Pulls `name` into the store and returns its record.
     pub async fn pull(&self, name: &str, opts: &PullOptions) -> Result<ImageRecord> {
         let r = Reference::parse(name)?;
+        let _gc_waits = self.pull_lock().await?;
         let mut hosts: Vec<String> = self
             .config
             .mirrors
@@ -195,6 +196,7 @@ impl ImageStore {
             });
         }
         self.content.put(&top_digest, &top_raw)?;
+        crate::crash::point("pull:manifest");
         let top: Value = serde_json::from_slice(&top_raw)
             .map_err(|e| ImageError::invalid(&image, format!("manifest is not JSON: {e}")))?;
         let (manifest_digest, manifest) = if top.get("manifests").is_some() {
@@ -370,11 +372,13 @@ impl ImageStore {
                 lowers.push(self.snapshots.fs(&chain_ids[*i])?);
             }
         }
+        crate::crash::point("pull:blobs");
         for (i, done) in results {
             if let Some((fs, _)) = done {
                 self.snapshots.commit(&fs, &chain_ids[i])?;
             }
         }
+        crate::crash::point("pull:snapshots");
         let size =
             config_desc["size"].as_u64().unwrap_or(0) + layers.iter().map(|l| l.2).sum::<u64>();
         let record = ImageRecord {
@@ -388,7 +392,9 @@ impl ImageStore {
             chain_ids,
             pinned: false,
         };
-        self.images.add(record)
+        let added = self.images.add(record);
+        crate::crash::point("pull:record");
+        added
     }
 
     fn sweep_prepared(&self) {

@@ -83,6 +83,12 @@ impl Berthd {
 
     /// Starts berthd (again) on the same directories.
     pub fn restart(&mut self) {
+        self.restart_env(&[]);
+    }
+
+    /// Starts berthd (again) with extra environment variables (`BERTH_CRASH_AT`).
+    pub fn restart_env(&mut self, env: &[(&str, &str)]) {
+        self.stop();
         let d = self.dir.path();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -94,6 +100,7 @@ impl Berthd {
             .arg("--config")
             .arg(d.join("berth.toml"))
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stderr(log)
             .spawn()
             .unwrap();
@@ -105,6 +112,26 @@ impl Berthd {
             std::thread::sleep(std::time::Duration::from_millis(25));
         }
         panic!("berthd did not start: {}", self.log());
+    }
+
+    /// Waits up to `timeout` for berthd to exit on its own (a crash point).
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(st)) = c.try_wait()
+            {
+                self.child = None;
+                return Some(st);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// berthd's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// SIGKILL: berthd dies with no chance to clean anything.

@@ -3,6 +3,8 @@
 //! when a test ends, passed or failed.
 
 pub mod berthd;
+pub mod census;
+pub mod cri;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

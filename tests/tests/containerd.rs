@@ -89,6 +89,14 @@ impl Drop for Containerd {
         }
         let _ =
             std::fs::remove_dir_all(PathBuf::from("/run/containerd/runc").join(&self.namespace));
+        // containerd makes a cgroup per namespace and never removes it.
+        for e in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(e.path().join(&self.namespace));
+        }
     }
 }
 

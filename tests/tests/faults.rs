@@ -1,0 +1,359 @@
+//! Faults: berthd aborted at every crash point of the calls that change state
+//! (`BERTH_CRASH_AT`, debug builds only), then restarted. After each: what berthd
+//! lists exists, nothing exists that it does not list, nothing that ran before the
+//! call is lost, the call (or kubelet's next step) succeeds when retried, and once
+//! everything is removed no mount, network namespace, veth, CNI IP, cgroup, shim
+//! or file is left.
+//!
+//! Also: a shim killed with SIGKILL, and the runtime killed in the middle of a
+//! create.
+
+use berth_proto::v1::{ContainerState, PodSandboxState};
+use berth_tests::berthd::Berthd;
+use berth_tests::bin;
+use berth_tests::census::Census;
+use berth_tests::cri::{BUSYBOX, Cri, container_config, pod_config};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+const LAYERS: &str = "registry.berth.test/library/layers:latest";
+
+/// Removes the test's cgroup parent in every hierarchy, even when the test fails.
+struct CgroupParent(String);
+
+impl CgroupParent {
+    fn new(tag: &str) -> CgroupParent {
+        CgroupParent(format!("/berth-{tag}-{}", std::process::id()))
+    }
+}
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        let rel = self.0.trim_start_matches('/');
+        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(rel));
+        for e in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(e.path().join(rel));
+        }
+    }
+}
+
+fn crash_points() -> Vec<(String, String)> {
+    let out = std::process::Command::new(bin("berthd"))
+        .arg("crash-points")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "berthd has no crash points (a release build?): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(p, c)| (p.to_string(), c.to_string()))
+        .collect()
+}
+
+/// What berthd lists matches what exists on the host, both ways.
+async fn check_consistent(d: &Berthd, c: &mut Cri, parent: &str) -> Result<(), String> {
+    let pods = c.pods().await;
+    let ctrs = c.containers().await;
+    let listed: BTreeSet<String> = pods
+        .iter()
+        .map(|p| p.id.clone())
+        .chain(ctrs.iter().map(|c| c.id.clone()))
+        .collect();
+    let census = Census::take(d, parent);
+    let strays = census.strays(&listed);
+    if !strays.is_empty() {
+        return Err(format!("exists but not listed: {strays:?}"));
+    }
+    let mut missing = Vec::new();
+    for p in &pods {
+        let need: &[(&str, usize)] = if p.state == PodSandboxState::SandboxReady as i32 {
+            &[("shim", 1), ("netns", 1), ("cni-ip", 1), ("pod-dir", 1)]
+        } else {
+            &[("shim", 0), ("pod-dir", 1)]
+        };
+        for (kind, n) in need {
+            if census.has(kind, &p.id) != *n {
+                missing.push(format!("pod {} ({}): {kind} ×{n}", p.id, p.state));
+            }
+        }
+        if p.state == PodSandboxState::SandboxReady as i32 && census.has("cgroup", &p.id) == 0 {
+            missing.push(format!("ready pod {}: no cgroup", p.id));
+        }
+    }
+    for ct in &ctrs {
+        let live = ct.state == ContainerState::ContainerRunning as i32
+            || ct.state == ContainerState::ContainerCreated as i32;
+        let need: &[(&str, usize)] = if live {
+            &[("shim", 1), ("container-dir", 1)]
+        } else {
+            &[("shim", 0), ("container-dir", 1)]
+        };
+        for (kind, n) in need {
+            if census.has(kind, &ct.id) != *n {
+                missing.push(format!("container {} ({}): {kind} ×{n}", ct.id, ct.state));
+            }
+        }
+        if live && census.has("mount", &ct.id) == 0 {
+            missing.push(format!("live container {}: no rootfs mount", ct.id));
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("listed but missing: {missing:?}"))
+    }
+}
+
+async fn state_of(c: &mut Cri, id: &str) -> Option<i32> {
+    c.containers()
+        .await
+        .into_iter()
+        .find(|x| x.id == id)
+        .map(|x| x.state)
+}
+
+/// One crash point: set up, crash, restart, check, retry, clean, check for leaks.
+async fn walk(d: &mut Berthd, point: &str, call: &str, parent: &str) -> Result<(), String> {
+    let e = |what: &str| {
+        let what = what.to_string();
+        move |s: tonic::Status| format!("{what}: {}", s.message())
+    };
+    let logs = d.dir.path().join("logs");
+    d.restart_env(&[("BERTH_CRASH_AT", point)]);
+    let mut c = Cri::connect(d).await;
+    let pc = pod_config("p", &logs, parent);
+    let cc = container_config("c", BUSYBOX, &["sleep", "3600"]);
+    let needs_pod = !matches!(call, "RunPodSandbox" | "PullImage");
+    let needs_ctr = !matches!(call, "RunPodSandbox" | "PullImage" | "CreateContainer");
+    let mut pod = String::new();
+    let mut ctr = String::new();
+    if needs_pod {
+        pod = c.run_pod(&pc).await.map_err(e("setup: run pod"))?;
+    }
+    if needs_ctr {
+        ctr = c.create(&pod, &pc, &cc).await.map_err(e("setup: create"))?;
+        if call != "StartContainer" {
+            c.start(&ctr).await.map_err(e("setup: start"))?;
+        }
+    }
+    if call == "PullImage" {
+        c.remove_image(LAYERS)
+            .await
+            .map_err(e("setup: remove image"))?;
+    }
+    let result = match call {
+        "RunPodSandbox" => c.run_pod(&pc).await.map(|_| ()),
+        "CreateContainer" => c.create(&pod, &pc, &cc).await.map(|_| ()),
+        "StartContainer" => c.start(&ctr).await,
+        "StopContainer" => {
+            c.stop(&ctr, if point == "stop:signal" { 30 } else { 0 })
+                .await
+        }
+        "RemoveContainer" => c.remove(&ctr).await,
+        "StopPodSandbox" => c.stop_pod(&pod).await,
+        "RemovePodSandbox" => c.remove_pod(&pod).await,
+        "PullImage" => c.pull(LAYERS).await.map(|_| ()),
+        other => return Err(format!("no scenario for {other}")),
+    };
+    if result.is_ok() {
+        return Err("the call succeeded: the crash point was never reached".into());
+    }
+    use std::os::unix::process::ExitStatusExt;
+    match d.wait_exit(Duration::from_secs(10)) {
+        Some(st) if st.signal() == Some(libc::SIGABRT) => {}
+        other => return Err(format!("berthd did not abort at the point: {other:?}")),
+    }
+    d.restart();
+    let mut c = Cri::connect(d).await;
+    check_consistent(d, &mut c, parent)
+        .await
+        .map_err(|m| format!("after the restart: {m}"))?;
+
+    // Nothing that ran before the call is lost.
+    if needs_pod && !matches!(call, "StopPodSandbox" | "RemovePodSandbox") {
+        let ready = c
+            .pods()
+            .await
+            .iter()
+            .any(|p| p.id == pod && p.state == PodSandboxState::SandboxReady as i32);
+        if !ready {
+            return Err(format!(
+                "pod {pod} was ready before the call and is not after"
+            ));
+        }
+    }
+    if needs_ctr
+        && !matches!(
+            call,
+            "StartContainer"
+                | "StopContainer"
+                | "RemoveContainer"
+                | "StopPodSandbox"
+                | "RemovePodSandbox"
+        )
+        && state_of(&mut c, &ctr).await != Some(ContainerState::ContainerRunning as i32)
+    {
+        return Err(format!(
+            "container {ctr} was running before the call and is not after"
+        ));
+    }
+
+    // The retry (or, where the call took effect, kubelet's next step) succeeds.
+    let running = ContainerState::ContainerRunning as i32;
+    match call {
+        "RunPodSandbox" => {
+            let pods = c.pods().await;
+            if !pods
+                .iter()
+                .any(|p| p.metadata.as_ref().is_some_and(|m| m.name == "p"))
+            {
+                c.run_pod(&pc).await.map_err(e("retry: run pod"))?;
+            }
+            let pods = c.pods().await;
+            if pods.len() != 1 || pods[0].state != PodSandboxState::SandboxReady as i32 {
+                return Err(format!("after the retry: {pods:?}"));
+            }
+        }
+        "CreateContainer" => {
+            let listed = c.containers().await;
+            let id = match listed.first() {
+                Some(x) => x.id.clone(),
+                None => c.create(&pod, &pc, &cc).await.map_err(e("retry: create"))?,
+            };
+            c.start(&id)
+                .await
+                .map_err(e("retry: start the created container"))?;
+        }
+        "StartContainer" => {
+            if state_of(&mut c, &ctr).await != Some(running) {
+                c.start(&ctr).await.map_err(e("retry: start"))?;
+            }
+            if state_of(&mut c, &ctr).await != Some(running) {
+                return Err("not running after the retry".into());
+            }
+        }
+        "StopContainer" => {
+            c.stop(&ctr, 0).await.map_err(e("retry: stop"))?;
+            if state_of(&mut c, &ctr).await != Some(ContainerState::ContainerExited as i32) {
+                return Err("not exited after the retry".into());
+            }
+        }
+        "RemoveContainer" => {
+            c.remove(&ctr).await.map_err(e("retry: remove"))?;
+            if state_of(&mut c, &ctr).await.is_some() {
+                return Err("still listed after the retry".into());
+            }
+        }
+        "StopPodSandbox" => {
+            c.stop_pod(&pod).await.map_err(e("retry: stop pod"))?;
+            let census = Census::take(d, parent);
+            if census.has("netns", &pod) + census.has("cni-ip", &pod) + census.has("shim", &pod) > 0
+            {
+                return Err(format!(
+                    "stopped pod still holds its network or pause: {census:?}"
+                ));
+            }
+        }
+        "RemovePodSandbox" => {
+            c.remove_pod(&pod).await.map_err(e("retry: remove pod"))?;
+            if !c.pods().await.is_empty() || !c.containers().await.is_empty() {
+                return Err("still listed after the retry".into());
+            }
+        }
+        "PullImage" => {
+            c.pull(LAYERS).await.map_err(e("retry: pull"))?;
+            let pod = c
+                .run_pod(&pc)
+                .await
+                .map_err(e("run a pod for the pulled image"))?;
+            let lc = container_config("l", LAYERS, &["sleep", "3600"]);
+            let id = c
+                .create(&pod, &pc, &lc)
+                .await
+                .map_err(e("create from the pulled image"))?;
+            c.start(&id)
+                .await
+                .map_err(e("start from the pulled image"))?;
+        }
+        _ => unreachable!(),
+    }
+    check_consistent(d, &mut c, parent)
+        .await
+        .map_err(|m| format!("after the retry: {m}"))?;
+    c.remove_all().await;
+    let left = Census::take(d, parent);
+    if left.things() > 0 {
+        return Err(format!("left after removing everything: {left:?}"));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_crash_point_is_survived() {
+    let mut points = crash_points();
+    let all = points.len();
+    // BERTH_CRASH_POINTS=a,b walks only the points that start with a or b.
+    if let Ok(only) = std::env::var("BERTH_CRASH_POINTS") {
+        points.retain(|(p, _)| only.split(',').any(|o| p.starts_with(o)));
+    }
+    let calls: BTreeSet<&str> = points.iter().map(|(_, c)| c.as_str()).collect();
+    for call in [
+        "RunPodSandbox",
+        "CreateContainer",
+        "StartContainer",
+        "StopContainer",
+        "RemoveContainer",
+        "StopPodSandbox",
+        "RemovePodSandbox",
+        "PullImage",
+    ] {
+        assert!(
+            calls.contains(call) || points.len() < all,
+            "no crash point in {call}"
+        );
+    }
+    let parent = CgroupParent::new("faults");
+    let mut d = Berthd::with_network();
+    let mut c = Cri::connect(&d).await;
+    c.pull(BUSYBOX).await.unwrap();
+    c.pull(LAYERS).await.unwrap();
+    let mut failures = Vec::new();
+    for (point, call) in &points {
+        let started = std::time::Instant::now();
+        match walk(&mut d, point, call, &parent.0).await {
+            Ok(()) => eprintln!("{point:22} {call:17} survived ({:?})", started.elapsed()),
+            Err(m) => {
+                eprintln!("{point:22} {call:17} FAILED: {m}");
+                failures.push(format!("{point}: {m}"));
+                // Start the next point from a clean slate.
+                d.restart();
+                Cri::connect(&d).await.remove_all().await;
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} crash points failed:\n{}\n--- berthd log (tail) ---\n{}",
+        failures.len(),
+        points.len(),
+        failures.join("\n"),
+        d.log()
+            .lines()
+            .rev()
+            .take(60)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
