@@ -301,6 +301,17 @@ pub async fn stop(d: &Arc<Daemon>, id: &str, timeout: i64) -> Result<(), Status>
 
 async fn stop_locked(d: &Arc<Daemon>, obj: &Container, timeout: i64) -> Result<(), Status> {
     let rec = obj.get();
+    if rec.state == ContainerState::Unknown {
+        // Its shim died and the container could not be killed then: again.
+        if d.end_unmonitored(&rec.id).await {
+            let rec = obj.update(|r| {
+                crate::daemon::apply_exit(r, None, true);
+                r.clone()
+            });
+            d.save_container(&rec)?;
+        }
+        return Ok(());
+    }
     if !matches!(rec.state, ContainerState::Created | ContainerState::Running) {
         return Ok(());
     }

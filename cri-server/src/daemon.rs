@@ -170,6 +170,24 @@ impl Daemon {
         }
     }
 
+    /// A container whose shim died without recording an exit runs with nobody to
+    /// log its output or record its end: it is killed. True once it is gone.
+    pub async fn end_unmonitored(&self, id: &str) -> bool {
+        for _ in 0..50 {
+            match self.runtime_status(id).await.as_deref() {
+                Some("running") | Some("created") | Some("paused") => {
+                    let _ = self.runtime(&["kill", id, "KILL"]).await;
+                }
+                Some(_) => return true,
+                // Unknown to the runtime: nothing of it runs.
+                None => return true,
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        tracing::error!(container = %id, "its shim is gone and SIGKILL did not end it");
+        false
+    }
+
     /// The runtime's word on a container: created, running, stopped (None: unknown).
     pub async fn runtime_status(&self, id: &str) -> Option<String> {
         let out = tokio::process::Command::new(&self.bins.runtime)
@@ -190,9 +208,10 @@ impl Daemon {
         tokio::spawn(async move {
             let id = c.get().id;
             let exit = shim::wait(&d.paths.shim_dir(&id)).await;
+            let ended = exit.is_some() || d.end_unmonitored(&id).await;
             let rec = c.update(|r| {
                 if matches!(r.state, ContainerState::Created | ContainerState::Running) {
-                    apply_exit(r, exit.as_ref());
+                    apply_exit(r, exit.as_ref(), ended);
                 }
                 r.clone()
             });
@@ -293,8 +312,9 @@ impl Daemon {
                         self.watch_container(obj);
                     } else {
                         let exit = shim::read_exit(&self.paths.shim_dir(&c.id));
+                        let ended = exit.is_some() || self.end_unmonitored(&c.id).await;
                         let rec = obj.update(|r| {
-                            apply_exit(r, exit.as_ref());
+                            apply_exit(r, exit.as_ref(), ended);
                             r.clone()
                         });
                         let _ = self.save_container(&rec);
@@ -387,8 +407,9 @@ impl Daemon {
     }
 }
 
-/// A container's record after its shim ended.
-pub fn apply_exit(r: &mut ContainerRecord, exit: Option<&shim::Exit>) {
+/// A container's record after its shim ended; `ended`: it no longer runs (with
+/// no exit recorded, berthd killed it).
+pub fn apply_exit(r: &mut ContainerRecord, exit: Option<&shim::Exit>, ended: bool) {
     match exit {
         Some(e) => {
             r.state = ContainerState::Exited;
@@ -408,12 +429,19 @@ pub fn apply_exit(r: &mut ContainerRecord, exit: Option<&shim::Exit>) {
             }
             .into();
         }
+        None if ended => {
+            r.state = ContainerState::Exited;
+            r.finished_at = store::now_ns();
+            r.exit_code = 137;
+            r.reason = "ShimGone".into();
+            r.message = "the container's shim (its monitor) ended without recording an exit, so berthd killed the unmonitored container: its real exit status and any output after the shim's end are lost".into();
+        }
         None => {
             r.state = ContainerState::Unknown;
             r.finished_at = store::now_ns();
             r.exit_code = 255;
             r.reason = "ShimGone".into();
-            r.message = "the container's shim ended without recording an exit (killed?); the container's fate is unknown".into();
+            r.message = "the container's shim ended without recording an exit and the container could not be killed: its state is unknown; StopContainer or RemoveContainer retries".into();
         }
     }
 }

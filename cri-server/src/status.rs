@@ -5,6 +5,9 @@ use tonic::Status;
 
 pub fn image(e: ImageError) -> Status {
     let msg = e.to_string();
+    if e.is_out_of_space() {
+        return Status::resource_exhausted(msg);
+    }
     match e {
         ImageError::Reference(_)
         | ImageError::Unsupported { .. }

@@ -44,7 +44,7 @@ pub enum ImageError {
         msg: String,
     },
     #[error(
-        "layer {layer}: unpacked size exceeds the limit of {limit} bytes; the partial unpack was removed"
+        "layer {layer}: unpacked size exceeds the limit of {limit} bytes (the space free in the image store, less a reserve, unless unpack_limit is set); the partial unpack was removed"
     )]
     TooLarge { layer: String, limit: u64 },
     #[error("image {0:?} not found")]
@@ -64,6 +64,17 @@ pub enum ImageError {
 pub type Result<T, E = ImageError> = std::result::Result<T, E>;
 
 impl ImageError {
+    /// The store's filesystem is full (or the unpack limit reached).
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            ImageError::TooLarge { .. } => true,
+            ImageError::Io { source, .. } => {
+                matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+            }
+            _ => false,
+        }
+    }
+
     pub fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         ImageError::Io {
             what,

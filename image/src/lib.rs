@@ -227,8 +227,8 @@ impl ImageStore {
             return u64::MAX;
         }
         let avail = st.f_bavail * st.f_frsize;
-        // Keep 5% of the filesystem (at least 256 MiB) for everything else.
-        let reserve = ((st.f_blocks * st.f_frsize) / 20).max(256 << 20);
+        // Keep 5% of the filesystem (at most 256 MiB) for everything else.
+        let reserve = ((st.f_blocks * st.f_frsize) / 20).min(256 << 20);
         avail.saturating_sub(reserve)
     }
 

@@ -283,8 +283,14 @@ pub fn unpack_layer(reader: impl Read, dest: &Path, layer: &str, limit: u64) -> 
                     // SAFETY: a fresh fd we own.
                     let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
                     let mut limited = (&mut entry).take(limit.saturating_sub(size) + 1);
-                    let n = io::copy(&mut limited, &mut file)
-                        .map_err(|e| fail(format!("writing: {e}")))?;
+                    let n = io::copy(&mut limited, &mut file).map_err(|e| {
+                        // A full disk is the store's state, not the layer's fault.
+                        if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+                            ImageError::io("unpacking a layer into", dest, e)
+                        } else {
+                            fail(format!("writing: {e}"))
+                        }
+                    })?;
                     size += n;
                     if size > limit {
                         return Err(ImageError::TooLarge {

@@ -32,11 +32,21 @@ impl Berthd {
         Berthd::launch_with(true, extra)
     }
 
+    /// berthd with a bridge network whose root (images, records) is a tmpfs of
+    /// `mib` MiB: a small disk that fills up.
+    pub fn with_small_root(mib: u32) -> Berthd {
+        Berthd::launch_opts(true, "", Some(mib))
+    }
+
     fn launch(network: bool) -> Berthd {
         Berthd::launch_with(network, "")
     }
 
     fn launch_with(network: bool, extra: &str) -> Berthd {
+        Berthd::launch_opts(network, extra, None)
+    }
+
+    fn launch_opts(network: bool, extra: &str, root_mib: Option<u32>) -> Berthd {
         require_root();
         let dir = tempfile::Builder::new()
             .prefix("b-")
@@ -44,6 +54,21 @@ impl Berthd {
             .unwrap();
         let d = dir.path();
         std::fs::create_dir_all(d.join("cni")).unwrap();
+        if let Some(mib) = root_mib {
+            std::fs::create_dir_all(d.join("root")).unwrap();
+            let st = std::process::Command::new("mount")
+                .args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("size={mib}m"),
+                    "berth-test-root",
+                ])
+                .arg(d.join("root"))
+                .status()
+                .unwrap();
+            assert!(st.success(), "mounting a tmpfs root");
+        }
         let mut bridge = None;
         if network {
             // Unique per process and instance: tests of different binaries run one

@@ -357,3 +357,211 @@ async fn every_crash_point_is_survived() {
             .join("\n")
     );
 }
+
+async fn until<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
+    for _ in 0..200 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie has exited: it counts as gone.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(") ")
+            .is_some_and(|(_, r)| !r.starts_with('Z'))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shim_killed_with_sigkill_ends_its_container_with_a_reason() {
+    let parent = CgroupParent::new("shimkill");
+    let d = Berthd::with_network();
+    let mut c = Cri::connect(&d).await;
+    c.pull(BUSYBOX).await.unwrap();
+    let logs = d.dir.path().join("logs");
+    let pc = pod_config("shimkill", &logs, &parent.0);
+    let pod = c.run_pod(&pc).await.unwrap();
+    let cc = container_config("victim", BUSYBOX, &["sleep", "3600"]);
+    let id = c.create(&pod, &pc, &cc).await.unwrap();
+    c.start(&id).await.unwrap();
+    let shim_pid: i32 = std::fs::read_to_string(d.state().join("shims").join(&id).join("shim.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let rt_state: serde_json::Value = serde_json::from_slice(
+        &std::process::Command::new(bin("berth-runtime"))
+            .arg("--root")
+            .arg(d.state().join("runtime"))
+            .args(["state", &id])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let init = rt_state["pid"].as_u64().unwrap() as u32;
+    assert!(alive(init));
+    // SAFETY: killing the shim this test's berthd started.
+    unsafe { libc::kill(shim_pid, libc::SIGKILL) };
+    let c2 = c.clone();
+    let id2 = id.clone();
+    until("the container to be reported ended", move || {
+        let (mut c, id) = (c2.clone(), id2.clone());
+        async move {
+            c.container_status(&id).await.unwrap().state == ContainerState::ContainerExited as i32
+        }
+    })
+    .await;
+    let st = c.container_status(&id).await.unwrap();
+    assert_eq!(st.reason, "ShimGone", "{st:?}");
+    assert_eq!(st.exit_code, 137);
+    assert!(st.message.contains("shim"), "{}", st.message);
+    assert!(!alive(init), "the unmonitored container still runs");
+    // The pod is untouched and a new container runs in it.
+    let cc = container_config("next", BUSYBOX, &["sleep", "3600"]);
+    let next = c.create(&pod, &pc, &cc).await.unwrap();
+    c.start(&next).await.unwrap();
+    c.remove_all().await;
+    let left = Census::take(&d, &parent.0);
+    assert_eq!(left.things(), 0, "{left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runtime_killed_mid_create_leaves_nothing_half_made() {
+    let parent = CgroupParent::new("rtkill");
+    let mut d = Berthd::with_network();
+    // A runtime whose `create` is SIGKILLed after a delay read from a file.
+    let delay = d.dir.path().join("kill-after");
+    let wrapper = d.dir.path().join("runtime-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\" create \"*) exec timeout -s KILL \"$(cat {})\" {} \"$@\";; esac\nexec {} \"$@\"\n",
+            delay.display(),
+            bin("berth-runtime").display(),
+            bin("berth-runtime").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let config = d.dir.path().join("berth.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace(
+        &format!("runtime = \"{}\"", bin("berth-runtime").display()),
+        &format!("runtime = \"{}\"", wrapper.display()),
+    );
+    std::fs::write(&config, text).unwrap();
+    std::fs::write(&delay, "10").unwrap();
+    d.restart();
+    let mut c = Cri::connect(&d).await;
+    c.pull(BUSYBOX).await.unwrap();
+    let logs = d.dir.path().join("logs");
+    let pc = pod_config("rtkill", &logs, &parent.0);
+    let pod = c.run_pod(&pc).await.unwrap();
+    let mut failed = 0;
+    for (i, ms) in [0.001, 0.003, 0.006, 0.01, 0.02, 0.04, 0.08]
+        .iter()
+        .enumerate()
+    {
+        std::fs::write(&delay, ms.to_string()).unwrap();
+        let cc = container_config(&format!("c{i}"), BUSYBOX, &["sleep", "3600"]);
+        match c.create(&pod, &pc, &cc).await {
+            Ok(id) => {
+                // The runtime finished in time: a whole container.
+                std::fs::write(&delay, "10").unwrap();
+                c.start(&id).await.unwrap();
+                c.remove(&id).await.unwrap();
+            }
+            Err(s) => {
+                failed += 1;
+                assert!(!s.message().is_empty());
+                eprintln!("killed after {ms} s: {:?} {}", s.code(), s.message());
+            }
+        }
+        let pods = c.pods().await;
+        let listed: BTreeSet<String> = pods.iter().map(|p| p.id.clone()).collect();
+        assert!(c.containers().await.is_empty());
+        let census = Census::take(&d, &parent.0);
+        let strays = census.strays(&listed);
+        assert!(
+            strays.is_empty(),
+            "half-made after a kill at {ms} s: {strays:?}"
+        );
+    }
+    assert!(
+        failed > 0,
+        "no create was killed in time: the delays are too long"
+    );
+    std::fs::write(&delay, "10").unwrap();
+    let cc = container_config("whole", BUSYBOX, &["sleep", "3600"]);
+    let id = c.create(&pod, &pc, &cc).await.unwrap();
+    c.start(&id).await.unwrap();
+    c.remove_all().await;
+    let left = Census::take(&d, &parent.0);
+    assert_eq!(left.things(), 0, "{left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_during_a_pull_is_a_clear_error_and_the_store_stays_whole() {
+    let parent = CgroupParent::new("diskfull");
+    let d = Berthd::with_small_root(48);
+    let mut c = Cri::connect(&d).await;
+    c.pull(BUSYBOX).await.unwrap();
+    let used = |p: &Path| {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: statvfs into a zeroed struct.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+        (st.f_blocks - st.f_bfree) * st.f_frsize
+    };
+    let before = used(&d.root());
+    let big = "registry.berth.test/library/bench-big:latest";
+    let err = c.pull(big).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    let msg = err.message().to_lowercase();
+    assert!(
+        msg.contains("no space left") || msg.contains("space free"),
+        "{msg}"
+    );
+    // Nothing of the failed pull stays: not listed, no partial files.
+    let images: Vec<String> = c
+        .images()
+        .await
+        .into_iter()
+        .flat_map(|i| i.repo_tags)
+        .collect();
+    assert_eq!(images, vec![BUSYBOX.to_string()]);
+    let ingest = std::fs::read_dir(d.root().join("content/ingest"))
+        .unwrap()
+        .count();
+    assert_eq!(ingest, 0, "partial blobs left in ingest/");
+    let tmp: Vec<_> = std::fs::read_dir(d.root().join("snapshots"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+        .collect();
+    assert!(tmp.is_empty(), "partial snapshots left: {tmp:?}");
+    let after = used(&d.root());
+    assert!(
+        after <= before + (1 << 20),
+        "the failed pull left {} bytes behind",
+        after - before
+    );
+    // What was there still works.
+    let logs = d.dir.path().join("logs");
+    let pc = pod_config("diskfull", &logs, &parent.0);
+    let pod = c.run_pod(&pc).await.unwrap();
+    let cc = container_config("still", BUSYBOX, &["sleep", "3600"]);
+    let id = c.create(&pod, &pc, &cc).await.unwrap();
+    c.start(&id).await.unwrap();
+    c.pull(BUSYBOX).await.unwrap();
+    c.remove_all().await;
+}
