@@ -435,12 +435,14 @@ impl ImageStore {
         } else {
             None
         };
-        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<bytes::Bytes>>(64);
+        // An async channel: a slow unpack must hold back the download, never block
+        // one of the runtime's worker threads (berthd's calls are served there).
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(64);
         let (fs2, layer, diff_id_want) = (fs.clone(), digest.to_string(), diff_id.to_string());
         let stored = (!writer_needed)
             .then(|| self.content.path(digest))
             .transpose()?;
-        let unpacker = tokio::task::spawn_blocking(move || -> Result<Vec<(PathBuf, PathBuf)>> {
+        let unpacker = background(move || -> Result<Vec<(PathBuf, PathBuf)>> {
             let source: Box<dyn Read + Send> = match stored {
                 Some(path) => Box::new(
                     std::fs::File::open(&path)
@@ -496,7 +498,7 @@ impl ImageStore {
                                         done,
                                     },
                                 );
-                                if tx.send(Ok(c)).is_err() {
+                                if tx.send(Ok(c)).await.is_err() {
                                     break; // the unpacker stopped: its error says why
                                 }
                             }
@@ -516,7 +518,7 @@ impl ImageStore {
                                         msg: format!("downloading {digest}: {text}"),
                                     },
                                 });
-                                let _ = tx.send(Err(e));
+                                let _ = tx.send(Err(e)).await;
                                 break;
                             }
                         }
@@ -526,9 +528,7 @@ impl ImageStore {
             }
         }
         drop(tx);
-        let result = unpacker
-            .await
-            .map_err(|e| ImageError::invalid("unpack task", e.to_string()))?;
+        let result = unpacker.await;
         let result = match transfer_error {
             Some(e) => Err(e),
             None => result,
@@ -583,18 +583,42 @@ impl Compression {
 }
 
 /// Reads the chunks the download task sends.
+/// Runs CPU-heavy work (inflating, hashing, unpacking a layer) on a thread of its
+/// own at a lower priority (nice 5), so that on a busy node a pull yields the CPU
+/// to the CRI calls kubelet waits on, without being starved by them.
+/// The thread starts at once (the download feeds it as it goes); the returned
+/// future yields its result.
+fn background<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> impl Future<Output = Result<T>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("berth-unpack".into())
+        .spawn(move || {
+            // SAFETY: raising the nice value of this thread only (Linux keeps
+            // nice values per thread).
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 5) };
+            let _ = tx.send(f());
+        });
+    async move {
+        spawned.map_err(|e| ImageError::io("starting an unpack thread", "", e))?;
+        rx.await
+            .map_err(|_| ImageError::invalid("unpack thread", "ended without a result"))?
+    }
+}
+
 struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
     chunk: bytes::Bytes,
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.chunk.is_empty() {
-            match self.rx.recv() {
-                Ok(Ok(c)) => self.chunk = c,
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0),
+            match self.rx.blocking_recv() {
+                Some(Ok(c)) => self.chunk = c,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
             }
         }
         let n = buf.len().min(self.chunk.len());
