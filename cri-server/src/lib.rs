@@ -14,6 +14,7 @@
 //! - `stats`: cgroup usage
 //! - `metrics`: per-RPC counts and latencies for Prometheus
 //! - `status`: the one place where typed errors become gRPC codes
+//! - `validate`: request fields checked before anything is made
 
 pub mod cni;
 pub mod config;
@@ -33,6 +34,7 @@ pub mod status;
 pub mod store;
 pub mod streaming;
 pub mod users;
+pub mod validate;
 
 pub use berth_proto::CRI_API_VERSION;
 

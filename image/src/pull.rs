@@ -227,11 +227,8 @@ impl ImageStore {
                 hint: "; it was deprecated in 2019: push the image again with a current client",
             });
         }
-        let config_desc = &manifest["config"];
-        let config_digest = config_desc["digest"]
-            .as_str()
-            .ok_or_else(|| ImageError::invalid(&image, "manifest has no config"))?
-            .to_string();
+        let plan = layers_of(&image, &manifest)?;
+        let config_digest = plan.config_digest.clone();
         let oref = oci_ref(&r, &host, None);
         if !self.content.has(&config_digest) {
             let mut buf = Vec::new();
@@ -243,34 +240,8 @@ impl ImageStore {
         }
         let config: Value = serde_json::from_slice(&self.content.read(&config_digest)?)
             .map_err(|e| ImageError::invalid(&image, format!("config is not JSON: {e}")))?;
-        let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|d| d.as_str().map(String::from))
-            .collect();
-        let layers: Vec<(String, String, u64)> = manifest["layers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|l| {
-                (
-                    l["digest"].as_str().unwrap_or_default().to_string(),
-                    l["mediaType"].as_str().unwrap_or_default().to_string(),
-                    l["size"].as_u64().unwrap_or(0),
-                )
-            })
-            .collect();
-        if layers.len() != diff_ids.len() {
-            return Err(ImageError::invalid(
-                &image,
-                format!(
-                    "{} layers but {} diff_ids in the config",
-                    layers.len(),
-                    diff_ids.len()
-                ),
-            ));
-        }
+        let diff_ids = diff_ids_of(&image, &config, plan.layers.len())?;
+        let layers = plan.layers;
         let chain_ids = snapshot::chain_ids(&diff_ids);
         self.emit(
             opts,
@@ -379,8 +350,7 @@ impl ImageStore {
             }
         }
         crate::crash::point("pull:snapshots");
-        let size =
-            config_desc["size"].as_u64().unwrap_or(0) + layers.iter().map(|l| l.2).sum::<u64>();
+        let size = plan.config_size + layers.iter().map(|l| l.2).sum::<u64>();
         let record = ImageRecord {
             id: config_digest,
             manifest_digest,
@@ -664,7 +634,66 @@ fn oci_ref(r: &Reference, host: &str, digest: Option<&str>) -> oci_client::Refer
 
 /// Picks this machine's manifest from an index (linux, its architecture; the
 /// variant when the index names one).
-fn select_platform(image: &str, index: &Value) -> Result<String> {
+/// What a manifest says to fetch: the config, and each layer's (digest, media
+/// type, size), bottom first.
+#[derive(Debug)]
+pub struct LayerPlan {
+    pub config_digest: String,
+    pub config_size: u64,
+    pub layers: Vec<(String, String, u64)>,
+}
+
+/// Reads an image manifest (OCI or Docker v2); refuses one whose config or
+/// layer digests are not sha256 digests, before anything is fetched.
+pub fn layers_of(image: &str, manifest: &Value) -> Result<LayerPlan> {
+    let config_desc = &manifest["config"];
+    let config_digest = config_desc["digest"]
+        .as_str()
+        .ok_or_else(|| ImageError::invalid(image, "manifest has no config"))?
+        .to_string();
+    crate::store::sha256_hex(&config_digest)?;
+    let mut layers = Vec::new();
+    for l in manifest["layers"].as_array().into_iter().flatten() {
+        let digest = l["digest"].as_str().unwrap_or_default().to_string();
+        crate::store::sha256_hex(&digest)?;
+        layers.push((
+            digest,
+            l["mediaType"].as_str().unwrap_or_default().to_string(),
+            l["size"].as_u64().unwrap_or(0),
+        ));
+    }
+    Ok(LayerPlan {
+        config_digest,
+        config_size: config_desc["size"].as_u64().unwrap_or(0),
+        layers,
+    })
+}
+
+/// The config's diff_ids, one per layer of the manifest.
+pub fn diff_ids_of(image: &str, config: &Value, layers: usize) -> Result<Vec<String>> {
+    let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.as_str().map(String::from))
+        .collect();
+    if layers != diff_ids.len() {
+        return Err(ImageError::invalid(
+            image,
+            format!(
+                "{layers} layers but {} diff_ids in the config",
+                diff_ids.len()
+            ),
+        ));
+    }
+    for d in &diff_ids {
+        crate::store::sha256_hex(d)?;
+    }
+    Ok(diff_ids)
+}
+
+/// The digest of this machine's manifest in an image index.
+pub fn select_platform(image: &str, index: &Value) -> Result<String> {
     let (arch, variant) = current_platform();
     let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
     let matches = |m: &&Value, strict_variant: bool| {

@@ -10,11 +10,12 @@
 //! restart without touching running containers.
 
 mod attach;
-mod cri_log;
 mod exit;
 mod monitor;
 mod options;
 mod sys;
+
+use berth_shim::cri_log;
 
 use std::os::fd::AsRawFd;
 

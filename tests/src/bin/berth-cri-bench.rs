@@ -8,6 +8,11 @@
 //! the tool waits for a line on stdin in between (the caller measures memory).
 //! Prints one JSON object: call name to a list of milliseconds.
 //!
+//! `berth-cri-bench --socket PATH --image IMAGE --concurrent N --clients K --containers C`
+//! starts N pods with C containers each from K clients at once (each on its own
+//! connection), then stops and removes them the same way; failed calls are
+//! counted, not fatal. Adds "errors", "create_wall_s" and "pods_per_s" to the JSON.
+//!
 //! `berth-cri-bench --socket PATH --image IMAGE --exec-sync N [--exec-stream M]`
 //! times N ExecSync calls of `true` in one running container, then M streamed
 //! execs of `true` (the Exec call, the SPDY upgrade, until the exit status).
@@ -25,6 +30,9 @@ struct Args {
     hold: bool,
     exec_sync: usize,
     exec_stream: usize,
+    concurrent: usize,
+    clients: usize,
+    containers: usize,
 }
 
 fn args() -> Args {
@@ -35,6 +43,9 @@ fn args() -> Args {
         hold: false,
         exec_sync: 0,
         exec_stream: 0,
+        concurrent: 0,
+        clients: 8,
+        containers: 2,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -55,13 +66,115 @@ fn args() -> Args {
                     .expect("--exec-stream N")
             }
             "--hold" => a.hold = true,
+            "--concurrent" => a.concurrent = num(it.next(), "--concurrent N"),
+            "--clients" => a.clients = num(it.next(), "--clients K"),
+            "--containers" => a.containers = num(it.next(), "--containers C"),
             other => panic!("unknown argument {other:?}"),
         }
     }
     a
 }
 
+fn num(v: Option<String>, what: &str) -> usize {
+    v.and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{what}"))
+}
+
 type Times = BTreeMap<&'static str, Vec<f64>>;
+
+/// Times a call; a failure is counted in `errors` (and printed), not fatal.
+async fn counted<T>(
+    times: &mut Times,
+    errors: &mut usize,
+    name: &'static str,
+    f: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Option<T> {
+    let t = Instant::now();
+    match f.await {
+        Ok(r) => {
+            times
+                .entry(name)
+                .or_default()
+                .push(t.elapsed().as_secs_f64() * 1000.0);
+            Some(r.into_inner())
+        }
+        Err(e) => {
+            eprintln!("{name}: {:?}: {}", e.code(), e.message());
+            *errors += 1;
+            None
+        }
+    }
+}
+
+/// One client's share of the concurrent run: pods `i ≡ client (mod clients)`.
+async fn concurrent_client(
+    socket: String,
+    image: String,
+    logs: String,
+    a: (usize, usize, usize, usize),
+    start: std::sync::Arc<tokio::sync::Barrier>,
+) -> (Times, usize, Vec<String>) {
+    let (client, clients, pods, containers) = a;
+    let ch = berth_tests::berthd::connect(socket.into()).await;
+    let mut rt = RuntimeServiceClient::new(ch);
+    let (mut times, mut errors, mut made) = (Times::new(), 0, Vec::new());
+    start.wait().await;
+    for i in (client..pods).step_by(clients) {
+        let pc = pod_config(i, &logs);
+        let run = rt.run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pc.clone()),
+            ..Default::default()
+        });
+        let Some(pod) = counted(&mut times, &mut errors, "RunPodSandbox", run).await else {
+            continue;
+        };
+        let pod = pod.pod_sandbox_id;
+        for c in 0..containers {
+            let mut cc = container_config(&image);
+            cc.metadata = Some(ContainerMetadata {
+                name: format!("c{c}"),
+                attempt: 0,
+            });
+            cc.log_path = format!("c{c}.log");
+            let create = rt.create_container(CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(cc),
+                sandbox_config: Some(pc.clone()),
+            });
+            if let Some(r) = counted(&mut times, &mut errors, "CreateContainer", create).await {
+                let start = rt.start_container(StartContainerRequest {
+                    container_id: r.container_id,
+                });
+                counted(&mut times, &mut errors, "StartContainer", start).await;
+            }
+        }
+        made.push(pod);
+    }
+    (times, errors, made)
+}
+
+async fn concurrent_teardown(socket: String, pods: Vec<String>) -> (Times, usize) {
+    let ch = berth_tests::berthd::connect(socket.into()).await;
+    let mut rt = RuntimeServiceClient::new(ch);
+    let (mut times, mut errors) = (Times::new(), 0);
+    for pod in pods {
+        let stop = rt.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        });
+        counted(&mut times, &mut errors, "StopPodSandbox", stop).await;
+        let remove = rt.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        });
+        counted(&mut times, &mut errors, "RemovePodSandbox", remove).await;
+    }
+    (times, errors)
+}
+
+fn merge(into: &mut Times, from: Times) {
+    for (k, v) in from {
+        into.entry(k).or_default().extend(v);
+    }
+}
 
 async fn timed<T>(
     times: &mut Times,
@@ -218,6 +331,45 @@ async fn main() {
     .expect("pulling the image");
     let logs = format!("/run/berth-cri-bench-logs-{}", std::process::id());
     let mut times = Times::new();
+    if a.concurrent > 0 {
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(a.clients));
+        let t = Instant::now();
+        let tasks: Vec<_> = (0..a.clients)
+            .map(|c| {
+                tokio::spawn(concurrent_client(
+                    a.socket.clone(),
+                    a.image.clone(),
+                    logs.clone(),
+                    (c, a.clients, a.concurrent, a.containers),
+                    barrier.clone(),
+                ))
+            })
+            .collect();
+        let (mut errors, mut pods) = (0, Vec::new());
+        for task in tasks {
+            let (t, e, made) = task.await.expect("a client task");
+            merge(&mut times, t);
+            errors += e;
+            pods.push(made);
+        }
+        let wall = t.elapsed().as_secs_f64();
+        let tasks: Vec<_> = pods
+            .into_iter()
+            .map(|p| tokio::spawn(concurrent_teardown(a.socket.clone(), p)))
+            .collect();
+        for task in tasks {
+            let (t, e) = task.await.expect("a teardown task");
+            merge(&mut times, t);
+            errors += e;
+        }
+        let _ = std::fs::remove_dir_all(&logs);
+        let mut out = serde_json::to_value(&times).unwrap();
+        out["errors"] = errors.into();
+        out["create_wall_s"] = wall.into();
+        out["pods_per_s"] = (a.concurrent as f64 / wall).into();
+        println!("{out}");
+        return;
+    }
     if a.exec_sync > 0 || a.exec_stream > 0 {
         let (pod, id) = start_pod(&mut rt, &mut times, 0, &a.image, &logs).await;
         for _ in 0..a.exec_sync {

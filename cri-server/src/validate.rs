@@ -1,0 +1,368 @@
+//! Checks of the fields of RunPodSandbox and CreateContainer requests that berthd
+//! turns into names, files, paths and process arguments, made before anything
+//! is created: a bad field is InvalidArgument naming the field, and nothing
+//! changes. The bounds follow Kubernetes' own (names of at most 253 bytes,
+//! 256 KiB of labels and annotations) or the kernel's (64-byte hostnames).
+
+use berth_proto::v1 as cri;
+use std::collections::HashMap;
+
+const MAX_NAME: usize = 253;
+const MAX_HOSTNAME: usize = 64;
+/// Labels and annotations together, as the Kubernetes API server allows.
+const MAX_METADATA_BYTES: usize = 256 << 10;
+/// Command, arguments and environment together (execve's bound is near 2 MiB).
+const MAX_EXEC_BYTES: usize = 1 << 20;
+const MAX_DNS_ENTRIES: usize = 64;
+
+type Checked = Result<(), String>;
+
+fn no_controls(field: &str, v: &str) -> Checked {
+    match v.chars().find(|c| c.is_control()) {
+        Some(c) => Err(format!("{field} contains the control character {c:?}")),
+        None => Ok(()),
+    }
+}
+
+fn name(field: &str, v: &str, required: bool) -> Checked {
+    if required && v.is_empty() {
+        return Err(format!("{field} is empty"));
+    }
+    if v.len() > MAX_NAME {
+        return Err(format!(
+            "{field} is {} bytes long; at most {MAX_NAME}",
+            v.len()
+        ));
+    }
+    if v.contains('/') {
+        return Err(format!("{field} {v:?} contains '/'"));
+    }
+    no_controls(field, v)
+}
+
+fn no_nul(field: &str, v: &str) -> Checked {
+    if v.contains('\0') {
+        Err(format!("{field} contains a NUL byte"))
+    } else {
+        Ok(())
+    }
+}
+
+fn absolute(field: &str, v: &str) -> Checked {
+    no_nul(field, v)?;
+    if !v.starts_with('/') {
+        return Err(format!("{field} {v:?} is not an absolute path"));
+    }
+    Ok(())
+}
+
+fn labels(what: &str, l: &HashMap<String, String>, a: &HashMap<String, String>) -> Checked {
+    let mut total = 0;
+    for (kind, map) in [("labels", l), ("annotations", a)] {
+        for (k, v) in map {
+            if k.is_empty() {
+                return Err(format!("{what}.{kind} has an empty key"));
+            }
+            no_nul(&format!("{what}.{kind} key"), k)?;
+            no_nul(&format!("{what}.{kind}[{k:?}]"), v)?;
+            total += k.len() + v.len();
+        }
+    }
+    if total > MAX_METADATA_BYTES {
+        return Err(format!(
+            "{what}.labels and annotations are {total} bytes together; at most {MAX_METADATA_BYTES}"
+        ));
+    }
+    Ok(())
+}
+
+pub fn pod_config(c: &cri::PodSandboxConfig) -> Checked {
+    let m = c
+        .metadata
+        .as_ref()
+        .ok_or("config.metadata is missing: a pod needs a name, namespace and uid")?;
+    name("config.metadata.name", &m.name, true)?;
+    name("config.metadata.namespace", &m.namespace, false)?;
+    name("config.metadata.uid", &m.uid, false)?;
+    if m.attempt > u32::MAX / 2 {
+        return Err(format!(
+            "config.metadata.attempt {} is out of range",
+            m.attempt
+        ));
+    }
+    if c.hostname.len() > MAX_HOSTNAME {
+        return Err(format!(
+            "config.hostname is {} bytes long; at most {MAX_HOSTNAME}",
+            c.hostname.len()
+        ));
+    }
+    no_controls("config.hostname", &c.hostname)?;
+    if !c.log_directory.is_empty() {
+        absolute("config.log_directory", &c.log_directory)?;
+    }
+    labels("config", &c.labels, &c.annotations)?;
+    if let Some(dns) = &c.dns_config {
+        // Each entry becomes a line of resolv.conf: no line breaks may hide in one.
+        for (field, list) in [
+            ("servers", &dns.servers),
+            ("searches", &dns.searches),
+            ("options", &dns.options),
+        ] {
+            if list.len() > MAX_DNS_ENTRIES {
+                return Err(format!(
+                    "config.dns_config.{field} has {} entries; at most {MAX_DNS_ENTRIES}",
+                    list.len()
+                ));
+            }
+            for v in list {
+                no_controls(&format!("config.dns_config.{field}"), v)?;
+                if v.is_empty() || v.contains(' ') {
+                    return Err(format!(
+                        "config.dns_config.{field} entry {v:?} is empty or has a space"
+                    ));
+                }
+            }
+        }
+    }
+    for p in &c.port_mappings {
+        if !(0..=65535).contains(&p.host_port) || !(0..=65535).contains(&p.container_port) {
+            return Err(format!(
+                "config.port_mappings: port {} → {} is out of range 0-65535",
+                p.host_port, p.container_port
+            ));
+        }
+    }
+    if let Some(l) = &c.linux {
+        if !l.cgroup_parent.is_empty() {
+            no_controls("config.linux.cgroup_parent", &l.cgroup_parent)?;
+            if l.cgroup_parent.split('/').any(|p| p == "..") {
+                return Err("config.linux.cgroup_parent contains '..'".into());
+            }
+        }
+        for (k, v) in &l.sysctls {
+            if k.is_empty()
+                || !k
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._/-".contains(&b))
+                || k.contains("..")
+            {
+                return Err(format!("config.linux.sysctls: {k:?} is not a sysctl name"));
+            }
+            no_controls(&format!("config.linux.sysctls[{k:?}]"), v)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn container_config(c: &cri::ContainerConfig) -> Checked {
+    let m = c
+        .metadata
+        .as_ref()
+        .ok_or("config.metadata is missing: a container needs a name")?;
+    name("config.metadata.name", &m.name, true)?;
+    if m.attempt > u32::MAX / 2 {
+        return Err(format!(
+            "config.metadata.attempt {} is out of range",
+            m.attempt
+        ));
+    }
+    if !c.log_path.is_empty() {
+        // Relative to the pod's log directory, and inside it.
+        no_controls("config.log_path", &c.log_path)?;
+        if c.log_path.starts_with('/') || c.log_path.split('/').any(|p| p == "..") {
+            return Err(format!(
+                "config.log_path {:?} must be a relative path inside the pod's log directory",
+                c.log_path
+            ));
+        }
+    }
+    if !c.working_dir.is_empty() {
+        absolute("config.working_dir", &c.working_dir)?;
+    }
+    let mut exec_bytes = 0;
+    for (field, list) in [("command", &c.command), ("args", &c.args)] {
+        for a in list {
+            no_nul(&format!("config.{field}"), a)?;
+            exec_bytes += a.len() + 1;
+        }
+    }
+    for e in &c.envs {
+        if e.key.is_empty() || e.key.contains('=') {
+            return Err(format!("config.envs: {:?} is not a variable name", e.key));
+        }
+        no_nul("config.envs key", &e.key)?;
+        if e.value.contains(&0) {
+            return Err(format!("config.envs[{:?}] contains a NUL byte", e.key));
+        }
+        exec_bytes += e.key.len() + e.value.len() + 2;
+    }
+    if exec_bytes > MAX_EXEC_BYTES {
+        return Err(format!(
+            "config.command, args and envs are {exec_bytes} bytes together; at most {MAX_EXEC_BYTES}"
+        ));
+    }
+    for mount in &c.mounts {
+        absolute("config.mounts.container_path", &mount.container_path)?;
+        absolute("config.mounts.host_path", &mount.host_path)?;
+    }
+    for d in &c.devices {
+        absolute("config.devices.container_path", &d.container_path)?;
+        absolute("config.devices.host_path", &d.host_path)?;
+    }
+    labels("config", &c.labels, &c.annotations)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod() -> cri::PodSandboxConfig {
+        cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: "web".into(),
+                namespace: "default".into(),
+                uid: "u1".into(),
+                attempt: 0,
+            }),
+            hostname: "web".into(),
+            log_directory: "/var/log/pods/x".into(),
+            ..Default::default()
+        }
+    }
+
+    fn ctr() -> cri::ContainerConfig {
+        cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata {
+                name: "c".into(),
+                attempt: 0,
+            }),
+            log_path: "c/0.log".into(),
+            command: vec!["sh".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn good_configs_pass() {
+        assert_eq!(pod_config(&pod()), Ok(()));
+        assert_eq!(container_config(&ctr()), Ok(()));
+    }
+
+    #[test]
+    fn bad_pod_fields_are_named() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut cri::PodSandboxConfig)>)> = vec![
+            (
+                "metadata.name",
+                Box::new(|c| c.metadata.as_mut().unwrap().name = "x".repeat(300)),
+            ),
+            (
+                "metadata.name",
+                Box::new(|c| c.metadata.as_mut().unwrap().name = "a/b".into()),
+            ),
+            (
+                "metadata.uid",
+                Box::new(|c| c.metadata.as_mut().unwrap().uid = "a\0b".into()),
+            ),
+            ("hostname", Box::new(|c| c.hostname = "h".repeat(65))),
+            (
+                "log_directory",
+                Box::new(|c| c.log_directory = "relative".into()),
+            ),
+            (
+                "labels",
+                Box::new(|c| {
+                    c.labels.insert("k".into(), "v".repeat(300 << 10));
+                }),
+            ),
+            (
+                "dns_config.searches",
+                Box::new(|c| {
+                    c.dns_config = Some(cri::DnsConfig {
+                        searches: vec!["a\nnameserver 6.6.6.6".into()],
+                        ..Default::default()
+                    })
+                }),
+            ),
+            (
+                "port_mappings",
+                Box::new(|c| {
+                    c.port_mappings = vec![cri::PortMapping {
+                        host_port: 70000,
+                        ..Default::default()
+                    }]
+                }),
+            ),
+            (
+                "cgroup_parent",
+                Box::new(|c| {
+                    c.linux = Some(cri::LinuxPodSandboxConfig {
+                        cgroup_parent: "/a/../../b".into(),
+                        ..Default::default()
+                    })
+                }),
+            ),
+        ];
+        for (field, f) in cases {
+            let mut c = pod();
+            f(&mut c);
+            let e = pod_config(&c).unwrap_err();
+            assert!(e.contains(field), "{field}: {e}");
+        }
+        let mut c = pod();
+        c.metadata = None;
+        assert!(pod_config(&c).unwrap_err().contains("metadata is missing"));
+    }
+
+    #[test]
+    fn bad_container_fields_are_named() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut cri::ContainerConfig)>)> = vec![
+            (
+                "metadata.name",
+                Box::new(|c| c.metadata.as_mut().unwrap().name = String::new()),
+            ),
+            (
+                "log_path",
+                Box::new(|c| c.log_path = "../../../etc/cron.d/x".into()),
+            ),
+            ("log_path", Box::new(|c| c.log_path = "/etc/passwd".into())),
+            ("working_dir", Box::new(|c| c.working_dir = "tmp".into())),
+            ("command", Box::new(|c| c.command = vec!["a\0b".into()])),
+            (
+                "envs",
+                Box::new(|c| {
+                    c.envs = vec![cri::KeyValue {
+                        key: "A=B".into(),
+                        value: Vec::new(),
+                    }]
+                }),
+            ),
+            ("together", Box::new(|c| c.args = vec!["x".repeat(2 << 20)])),
+            (
+                "mounts.container_path",
+                Box::new(|c| {
+                    c.mounts = vec![cri::Mount {
+                        container_path: "rel".into(),
+                        host_path: "/tmp".into(),
+                        ..Default::default()
+                    }]
+                }),
+            ),
+            (
+                "mounts.host_path",
+                Box::new(|c| {
+                    c.mounts = vec![cri::Mount {
+                        container_path: "/x".into(),
+                        host_path: String::new(),
+                        ..Default::default()
+                    }]
+                }),
+            ),
+        ];
+        for (field, f) in cases {
+            let mut c = ctr();
+            f(&mut c);
+            let e = container_config(&c).unwrap_err();
+            assert!(e.contains(field), "{field}: {e}");
+        }
+    }
+}
