@@ -17,6 +17,12 @@ fn result(rc: libc::c_long) -> String {
 }
 
 fn main() {
+    // It mounts and unshares: never on a host by mistake.
+    if std::env::var_os("BERTH_PROBE_IN_CONTAINER").is_none() {
+        eprintln!("berth-syscall-probe runs only inside a test container");
+        std::process::exit(2);
+    }
+    let _ = std::fs::create_dir_all("/probe-mnt");
     // SAFETY: each call is a plain syscall on this process or its own child.
     unsafe {
         let child = libc::fork();
@@ -35,7 +41,7 @@ fn main() {
 
         let rc = libc::mount(
             c"none".as_ptr(),
-            c"/tmp".as_ptr(),
+            c"/probe-mnt".as_ptr(),
             c"tmpfs".as_ptr(),
             0,
             std::ptr::null(),
