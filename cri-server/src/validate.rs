@@ -216,6 +216,9 @@ pub fn container_config(c: &cri::ContainerConfig) -> Checked {
 mod tests {
     use super::*;
 
+    /// A field's name and a change that makes it bad.
+    type Case<T> = (&'static str, Box<dyn Fn(&mut T)>);
+
     fn pod() -> cri::PodSandboxConfig {
         cri::PodSandboxConfig {
             metadata: Some(cri::PodSandboxMetadata {
@@ -250,7 +253,7 @@ mod tests {
 
     #[test]
     fn bad_pod_fields_are_named() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut cri::PodSandboxConfig)>)> = vec![
+        let cases: Vec<Case<cri::PodSandboxConfig>> = vec![
             (
                 "metadata.name",
                 Box::new(|c| c.metadata.as_mut().unwrap().name = "x".repeat(300)),
@@ -315,7 +318,7 @@ mod tests {
 
     #[test]
     fn bad_container_fields_are_named() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut cri::ContainerConfig)>)> = vec![
+        let cases: Vec<Case<cri::ContainerConfig>> = vec![
             (
                 "metadata.name",
                 Box::new(|c| c.metadata.as_mut().unwrap().name = String::new()),

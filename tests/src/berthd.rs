@@ -73,7 +73,7 @@ impl Berthd {
         if network {
             // Unique per process and instance: tests of different binaries run one
             // after another, tests of one binary in parallel.
-            let n = (std::process::id() % 50) * 4 + NEXT_NET.fetch_add(1, Ordering::SeqCst) % 4;
+            let n = (std::process::id() % 1000) * 8 + NEXT_NET.fetch_add(1, Ordering::SeqCst) % 8;
             let name = format!("berth-t{n}");
             let conf = serde_json::json!({
                 "cniVersion": "1.0.0",
@@ -183,8 +183,19 @@ impl Berthd {
         self.dir.path().join("s")
     }
 
+    /// A channel to berthd; panics with berthd's log if it does not answer.
     pub async fn channel(&self) -> tonic::transport::Channel {
-        connect(self.sock()).await
+        for _ in 0..40 {
+            if tokio::net::UnixStream::connect(self.sock()).await.is_ok() {
+                return connect(self.sock()).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!(
+            "berthd does not answer on {}: {}",
+            self.sock().display(),
+            self.log()
+        );
     }
 
     fn stop(&mut self) {
