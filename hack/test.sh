@@ -25,3 +25,10 @@ export BERTH_BIN_DIR="$BERTH_ROOT_DIR/target/debug"
 
 log "cargo test"
 cargo test --workspace --no-fail-fast
+
+# The fuzz targets over their regression corpus (fuzz/corpus/): every input once.
+# Longer fuzzing: hack/fuzz.sh --seconds N. BERTH_LONG=1 above runs the load tests
+# at the sizes (100 pods × 2 containers, 1000 cycles).
+if [ "${BERTH_SKIP_FUZZ:-}" != 1 ]; then
+    "$BERTH_ROOT_DIR/hack/fuzz.sh" --corpus-only
+fi
