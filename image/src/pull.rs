@@ -8,7 +8,7 @@ use crate::metadata::ImageRecord;
 use crate::reference::Reference;
 use crate::store::sha256_digest;
 use crate::{ImageStore, snapshot};
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use oci_client::Client;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
@@ -310,6 +310,7 @@ impl ImageStore {
                                 return Ok((i, Some(done)));
                             }
                             // Only a broken transfer is worth another try.
+                            Err(e) if e.is_out_of_space() => return Err(e),
                             Err(ImageError::Unreachable { .. } | ImageError::Io { .. })
                                 if attempt < 3 =>
                             {
@@ -322,11 +323,23 @@ impl ImageStore {
                 }
             });
         // Both cores stay busy: one layer inflates while another downloads.
-        let mut results: Vec<(usize, Option<Fetched>)> = futures_util::stream::iter(jobs)
+        // Every job runs to its end, even after another failed: a job dropped
+        // midway would leave its unpack thread writing into a snapshot (and an
+        // ingest file) that the sweep below is removing.
+        let outcomes: Vec<Result<(usize, Option<Fetched>)>> = futures_util::stream::iter(jobs)
             .buffer_unordered(3)
-            .try_collect()
-            .await
-            .inspect_err(|_| self.sweep_prepared())?;
+            .collect()
+            .await;
+        let mut results = Vec::with_capacity(outcomes.len());
+        for o in outcomes {
+            match o {
+                Ok(r) => results.push(r),
+                Err(e) => {
+                    self.sweep_prepared();
+                    return Err(e);
+                }
+            }
+        }
         results.sort_by_key(|(i, _)| *i);
         // Hard links into lower layers, then commit bottom-up.
         let mut lowers: Vec<PathBuf> = Vec::new();

@@ -266,6 +266,12 @@ fn create_with_console(
     record.pid_start = sys::process_start_time(pid).unwrap_or(pid_start);
     root.save(&record)?;
     timing::mark(&mut t, "state written");
+    // The init keeps its parent-death signal until it has this: see init.rs.
+    sys::send(&parent_sock, b"A").map_err(|e| Error::sys("resuming container init", e))?;
+    match sys::recv(&parent_sock) {
+        Ok(m) if m.first() == Some(&b'K') => {}
+        _ => return Err(Error::Init("the init process exited after setup".into())),
+    }
     if let Some(f) = opts.pid_file {
         sys::write_atomic(&absolute(f), pid.to_string().as_bytes())?;
     }

@@ -203,8 +203,14 @@ fn run(init: &Init) -> Result<std::convert::Infallible> {
     }
     .prepare()?;
     sys::send(&init.sync, b"R").map_err(|e| Error::sys("reporting to runtime", e))?;
+    // The runtime answers once the container's state is saved. Only then may the
+    // init outlive `create` (a runtime killed before has nothing saved, and the
+    // init dies with it); `create` waits for "K" before it exits, or a quick exit
+    // of the runtime would kill the init before this prctl.
+    expect(&init.sync, b'A')?;
     // SAFETY: plain prctl; from here the container outlives `create`.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    sys::send(&init.sync, b"K").map_err(|e| Error::sys("reporting to runtime", e))?;
 
     wait_for_start(&init.fifo)?;
     crate::hooks::run(
