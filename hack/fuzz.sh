@@ -28,7 +28,7 @@ cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --lock
 [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo +nightly fuzz list)
 
 log "building ${#targets[@]} fuzz targets"
-cargo +nightly fuzz build --quiet
+cargo +nightly fuzz build 2>&1 | grep -E "^(error|warning: unused)" || true
 summary=()
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t"
@@ -42,7 +42,7 @@ for t in "${targets[@]}"; do
         args=(-max_total_time="$seconds")
     fi
     log "fuzzing $t"
-    if ! TMPDIR="$tmp" cargo +nightly fuzz run --quiet "$t" "corpus/$t" -- \
+    if ! TMPDIR="$tmp" cargo +nightly fuzz run "$t" "corpus/$t" -- \
         "${args[@]}" -print_final_stats=1 -rss_limit_mb=4096 >"$out" 2>&1; then
         tail -40 "$out"
         rm -rf "$tmp" "$out"

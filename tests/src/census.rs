@@ -215,3 +215,27 @@ impl Census {
         self.owned.values().map(Vec::len).sum::<usize>() + self.veths
     }
 }
+
+/// A cgroup parent of the test's own (`/berth-<tag>-<pid>`), removed in every
+/// hierarchy when dropped, even when the test fails.
+pub struct CgroupParent(pub String);
+
+impl CgroupParent {
+    pub fn new(tag: &str) -> CgroupParent {
+        CgroupParent(format!("/berth-{tag}-{}", std::process::id()))
+    }
+}
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        let rel = self.0.trim_start_matches('/');
+        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(rel));
+        for e in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(e.path().join(rel));
+        }
+    }
+}

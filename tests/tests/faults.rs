@@ -11,36 +11,13 @@
 use berth_proto::v1::{ContainerState, PodSandboxState};
 use berth_tests::berthd::Berthd;
 use berth_tests::bin;
-use berth_tests::census::Census;
+use berth_tests::census::{Census, CgroupParent};
 use berth_tests::cri::{BUSYBOX, Cri, container_config, pod_config};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
 const LAYERS: &str = "registry.berth.test/library/layers:latest";
-
-/// Removes the test's cgroup parent in every hierarchy, even when the test fails.
-struct CgroupParent(String);
-
-impl CgroupParent {
-    fn new(tag: &str) -> CgroupParent {
-        CgroupParent(format!("/berth-{tag}-{}", std::process::id()))
-    }
-}
-
-impl Drop for CgroupParent {
-    fn drop(&mut self) {
-        let rel = self.0.trim_start_matches('/');
-        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(rel));
-        for e in std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let _ = std::fs::remove_dir(e.path().join(rel));
-        }
-    }
-}
 
 fn crash_points() -> Vec<(String, String)> {
     let out = std::process::Command::new(bin("berthd"))

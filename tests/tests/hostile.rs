@@ -8,32 +8,10 @@
 use berth_proto::v1::*;
 use berth_tests::berthd::Berthd;
 use berth_tests::bin;
-use berth_tests::census::Census;
+use berth_tests::census::{Census, CgroupParent};
 use berth_tests::cri::{BUSYBOX, Cri, container_config, pod_config};
 use std::collections::BTreeSet;
 use std::path::Path;
-
-struct CgroupParent(String);
-
-impl CgroupParent {
-    fn new(tag: &str) -> CgroupParent {
-        CgroupParent(format!("/berth-{tag}-{}", std::process::id()))
-    }
-}
-
-impl Drop for CgroupParent {
-    fn drop(&mut self) {
-        let rel = self.0.trim_start_matches('/');
-        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(rel));
-        for e in std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let _ = std::fs::remove_dir(e.path().join(rel));
-        }
-    }
-}
 
 fn text(r: &ExecSyncResponse) -> String {
     String::from_utf8_lossy(&r.stdout).to_string() + &String::from_utf8_lossy(&r.stderr)

@@ -8,28 +8,12 @@
 //! containers, 1000 cycles (hack/bench/load runs them beside containerd).
 
 use berth_tests::berthd::Berthd;
-use berth_tests::census::Census;
+use berth_tests::census::{Census, CgroupParent};
 use berth_tests::cri::{BUSYBOX, Cri, container_config, pod_config};
 use std::time::{Duration, Instant};
 
 fn long() -> bool {
     std::env::var_os("BERTH_LONG").is_some()
-}
-
-struct CgroupParent(String);
-
-impl Drop for CgroupParent {
-    fn drop(&mut self) {
-        let rel = self.0.trim_start_matches('/');
-        let _ = std::fs::remove_dir(std::path::Path::new("/sys/fs/cgroup").join(rel));
-        for e in std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let _ = std::fs::remove_dir(e.path().join(rel));
-        }
-    }
 }
 
 fn p99(xs: &mut [f64]) -> f64 {
@@ -39,7 +23,7 @@ fn p99(xs: &mut [f64]) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_pods_then_cycles_leave_nothing_behind() {
-    let parent = CgroupParent(format!("/berth-load-{}", std::process::id()));
+    let parent = CgroupParent::new("load");
     let d = Berthd::with_network();
     let logs = d.dir.path().join("logs");
     let mut c = Cri::connect(&d).await;
@@ -185,7 +169,7 @@ async fn concurrent_pods_then_cycles_leave_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn berthd_answers_during_a_large_pull_and_an_exec_burst() {
-    let parent = CgroupParent(format!("/berth-busy-{}", std::process::id()));
+    let parent = CgroupParent::new("busy");
     let d = Berthd::with_network();
     let logs = d.dir.path().join("logs");
     let mut c = Cri::connect(&d).await;
