@@ -104,6 +104,14 @@ impl Reference {
         } else {
             repository.to_string()
         };
+        // The bound is on the whole normalised name, as Docker's: a short name that
+        // fits alone may not once `docker.io/library/` is added (found by fuzzing).
+        if registry.len() + 1 + repository.len() > 255 {
+            return Err(ReferenceError::Repository {
+                reference: input.to_string(),
+                repository: format!("{registry}/{repository} (longer than 255 bytes)"),
+            });
+        }
         let tag = match (tag, &digest) {
             (None, None) => Some(DEFAULT_TAG.to_string()),
             (t, _) => t,
