@@ -129,8 +129,16 @@ async fn concurrent_pods_then_cycles_leave_nothing_behind() {
             rss.push(Census::take(&d, &parent.0).berthd_rss_kib);
         }
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = Census::take(&d, &parent.0);
+    // Idle threads of berthd's blocking pool (mounts, image reads) end 10 s after
+    // their last task: a leak is a count that does not come back.
+    let mut after = Census::take(&d, &parent.0);
+    for _ in 0..60 {
+        if after.berthd_threads <= before.berthd_threads + 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        after = Census::take(&d, &parent.0);
+    }
     eprintln!(
         "{cycles} cycles: berthd fds {} → {}, threads {} → {}, RSS {} → {} KiB (samples {rss:?}), files under state {} → {}",
         before.berthd_fds,
