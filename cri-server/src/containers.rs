@@ -34,6 +34,7 @@ pub async fn create(
     config: cri::ContainerConfig,
     pod_config: Option<cri::PodSandboxConfig>,
 ) -> Result<String, Status> {
+    crate::validate::container_config(&config).map_err(Status::invalid_argument)?;
     let pod = d.pod(pod_id)?;
     let prec = pod.get();
     if prec.state != PodState::Ready {
@@ -42,12 +43,7 @@ pub async fn create(
             prec.id
         )));
     }
-    let meta = config.metadata.clone().ok_or_else(|| {
-        Status::invalid_argument("config.metadata is missing: a container needs a name")
-    })?;
-    if meta.name.is_empty() {
-        return Err(Status::invalid_argument("config.metadata.name is empty"));
-    }
+    let meta = config.metadata.clone().unwrap_or_default();
     let image_name = config
         .image
         .as_ref()

@@ -56,14 +56,8 @@ pub async fn run(
     config: cri::PodSandboxConfig,
     handler: String,
 ) -> Result<String, Status> {
-    let meta = config.metadata.clone().ok_or_else(|| {
-        Status::invalid_argument(
-            "config.metadata is missing: a pod needs a name, namespace and uid",
-        )
-    })?;
-    if meta.name.is_empty() {
-        return Err(Status::invalid_argument("config.metadata.name is empty"));
-    }
+    crate::validate::pod_config(&config).map_err(Status::invalid_argument)?;
+    let meta = config.metadata.clone().unwrap_or_default();
     spec::check_userns(&config).map_err(Status::invalid_argument)?;
     if !handler.is_empty() && handler != "berth" && handler != "runc" {
         return Err(Status::invalid_argument(format!(

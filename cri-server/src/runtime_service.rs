@@ -43,7 +43,6 @@ impl RuntimeService for Runtime {
         let config = req
             .config
             .ok_or_else(|| Status::invalid_argument("config is missing"))?;
-        crate::validate::pod_config(&config).map_err(Status::invalid_argument)?;
         let pod_sandbox_id = pods::run(&self.daemon, config, req.runtime_handler).await?;
         ok(RunPodSandboxResponse { pod_sandbox_id })
     }
@@ -125,7 +124,6 @@ impl RuntimeService for Runtime {
         let config = req
             .config
             .ok_or_else(|| Status::invalid_argument("config is missing"))?;
-        crate::validate::container_config(&config).map_err(Status::invalid_argument)?;
         let container_id = containers::create(
             &self.daemon,
             &req.pod_sandbox_id,

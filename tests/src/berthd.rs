@@ -167,6 +167,23 @@ impl Berthd {
         }
     }
 
+    /// The pid of a container's init, as berthd's runtime records it.
+    pub fn init_pid(&self, id: &str) -> u32 {
+        let out = std::process::Command::new(bin("berth-runtime"))
+            .arg("--root")
+            .arg(self.state().join("runtime"))
+            .args(["state", id])
+            .output()
+            .unwrap();
+        let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "runtime state of {id}: {e}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        state["pid"].as_u64().expect("a pid in the runtime state") as u32
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
     }

@@ -5,6 +5,7 @@ use berth_proto::v1::image_service_client::ImageServiceClient;
 use berth_proto::v1::runtime_service_client::RuntimeServiceClient;
 use berth_proto::v1::*;
 use berth_tests::berthd::Berthd;
+use berth_tests::cri::{container_config, pod_config};
 use std::time::Duration;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -129,42 +130,6 @@ impl Client {
     }
 }
 
-fn pod_config(name: &str, logs: &std::path::Path) -> PodSandboxConfig {
-    PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: name.into(),
-            uid: format!("uid-{name}"),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
-        hostname: name.into(),
-        log_directory: logs.to_string_lossy().to_string(),
-        labels: [("app".to_string(), name.to_string())]
-            .into_iter()
-            .collect(),
-        ..Default::default()
-    }
-}
-
-fn container_config(name: &str, image: &str, cmd: &[&str]) -> ContainerConfig {
-    ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(ImageSpec {
-            image: image.into(),
-            ..Default::default()
-        }),
-        command: cmd.iter().map(|s| s.to_string()).collect(),
-        log_path: format!("{name}.log"),
-        labels: [("role".to_string(), name.to_string())]
-            .into_iter()
-            .collect(),
-        ..Default::default()
-    }
-}
-
 /// The CRI log lines' contents, format checked.
 fn log_lines(path: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(path)
@@ -195,7 +160,7 @@ async fn a_pod_and_its_container_from_start_to_removal() {
             .unwrap()
             .into_inner();
     let logs = d.dir.path().join("logs");
-    let mut pc = pod_config("walk", &logs);
+    let mut pc = pod_config("walk", &logs, "");
     pc.dns_config = Some(DnsConfig {
         servers: vec!["10.96.0.10".into()],
         searches: vec!["default.svc.cluster.local".into()],
@@ -419,7 +384,7 @@ async fn pods_reach_each_other_and_a_host_port_answers() {
     let logs = d.dir.path().join("logs");
     // Distinct per test process, so parallel runs of other suites do not clash.
     let host_port = 18000 + (std::process::id() % 1000) as i32;
-    let mut web_cfg = pod_config("web", &logs);
+    let mut web_cfg = pod_config("web", &logs, "");
     web_cfg.port_mappings = vec![PortMapping {
         protocol: Protocol::Tcp as i32,
         container_port: 80,
@@ -446,7 +411,7 @@ async fn pods_reach_each_other_and_a_host_port_answers() {
         .unwrap()
         .ip;
 
-    let client_cfg = pod_config("client", &logs);
+    let client_cfg = pod_config("client", &logs, "");
     let other = c.run_pod(client_cfg.clone()).await;
     let sh = c
         .create(
@@ -492,7 +457,7 @@ async fn a_container_over_its_memory_limit_is_oom_killed() {
     let d = Berthd::with_network();
     let mut c = client(&d).await;
     c.pull(BUSYBOX).await;
-    let pc = pod_config("oom", &d.dir.path().join("logs"));
+    let pc = pod_config("oom", &d.dir.path().join("logs"), "");
     let pod = c.run_pod(pc.clone()).await;
     let mut cfg = container_config("hog", BUSYBOX, &["tail", "/dev/zero"]);
     cfg.linux = Some(LinuxContainerConfig {
@@ -519,7 +484,7 @@ async fn berthd_killed_and_restarted_loses_nothing() {
     let mut c = client(&d).await;
     c.pull(BUSYBOX).await;
     let logs = d.dir.path().join("logs");
-    let pc = pod_config("durable", &logs);
+    let pc = pod_config("durable", &logs, "");
     let pod = c.run_pod(pc.clone()).await;
     let counter = "i=0; while true; do echo $i; i=$((i+1)); sleep 0.1; done";
     let ticker = c
@@ -699,7 +664,7 @@ async fn bad_calls_get_the_right_codes() {
         ),
         Code::InvalidArgument
     );
-    let pc = pod_config("errors", &logs);
+    let pc = pod_config("errors", &logs, "");
     let pod = c.run_pod(pc.clone()).await;
     assert_eq!(
         code(
@@ -837,7 +802,7 @@ async fn removing_an_image_keeps_the_layers_a_running_container_uses() {
     let d = Berthd::with_network();
     let mut c = client(&d).await;
     c.pull(BUSYBOX).await;
-    let pc = pod_config("keep", &d.dir.path().join("logs"));
+    let pc = pod_config("keep", &d.dir.path().join("logs"), "");
     let pod = c.run_pod(pc.clone()).await;
     let id = c
         .create(

@@ -63,18 +63,8 @@ async fn fixture() -> Fixture {
         .pod_sandbox_id;
     let mut make = async |name: &str, image: &str, cmd: &[&str], stdin: bool| {
         let cfg = ContainerConfig {
-            metadata: Some(ContainerMetadata {
-                name: name.into(),
-                attempt: 0,
-            }),
-            image: Some(ImageSpec {
-                image: image.into(),
-                ..Default::default()
-            }),
-            command: cmd.iter().map(|s| s.to_string()).collect(),
             stdin,
-            log_path: format!("{name}.log"),
-            ..Default::default()
+            ..berth_tests::cri::container_config(name, image, cmd)
         };
         let id = rt
             .create_container(CreateContainerRequest {

@@ -370,17 +370,7 @@ async fn a_shim_killed_with_sigkill_ends_its_container_with_a_reason() {
         .trim()
         .parse()
         .unwrap();
-    let rt_state: serde_json::Value = serde_json::from_slice(
-        &std::process::Command::new(bin("berth-runtime"))
-            .arg("--root")
-            .arg(d.state().join("runtime"))
-            .args(["state", &id])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let init = rt_state["pid"].as_u64().unwrap() as u32;
+    let init = d.init_pid(&id);
     assert!(alive(init));
     // SAFETY: killing the shim this test's berthd started.
     unsafe { libc::kill(shim_pid, libc::SIGKILL) };

@@ -71,17 +71,7 @@ async fn an_exec_stays_in_its_containers_namespaces_and_cgroup() {
         .await
         .unwrap();
     c.start(&id).await.unwrap();
-    let state: serde_json::Value = serde_json::from_slice(
-        &std::process::Command::new(bin("berth-runtime"))
-            .arg("--root")
-            .arg(d.state().join("runtime"))
-            .args(["state", &id])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let init = state["pid"].as_u64().unwrap();
+    let init = d.init_pid(&id);
     let kinds = ["mnt", "pid", "net", "ipc", "uts", "cgroup"];
     let script = kinds
         .iter()
