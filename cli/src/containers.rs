@@ -21,6 +21,7 @@ pub fn now_secs() -> u64 {
 
 pub struct Record {
     pub id: String,
+    pub name: String,
     pub image: String,
     pub command: Vec<String>,
     pub created: u64,
@@ -29,7 +30,7 @@ pub struct Record {
 
 impl Record {
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
-        let v = json!({"id": self.id, "image": self.image, "command": self.command,
+        let v = json!({"id": self.id, "name": self.name, "image": self.image, "command": self.command,
                        "created": self.created, "detached": self.detached});
         let tmp = dir.join(".berth.json.tmp");
         std::fs::write(&tmp, v.to_string())?;
@@ -133,8 +134,59 @@ fn look(dir: &Path) -> Option<Seen> {
     })
 }
 
+/// The containers' records: (directory, record).
+fn records(root: &Path) -> Vec<(PathBuf, Value)> {
+    let mut out: Vec<(PathBuf, Value)> = std::fs::read_dir(containers_dir(root))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = serde_json::from_slice(&std::fs::read(e.path().join("berth.json")).ok()?).ok()?;
+            Some((e.path(), v))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The ID of the container named `name`.
+pub fn id_of_name(root: &Path, name: &str) -> Option<String> {
+    records(root)
+        .into_iter()
+        .find(|(_, v)| v["name"] == name)
+        .and_then(|(_, v)| v["id"].as_str().map(String::from))
+}
+
+/// A container by its name, its ID or a unique prefix of its ID, as docker
+/// finds them.
 fn find(root: &Path, name: &str) -> Result<(PathBuf, Seen), String> {
-    let dir = containers_dir(root).join(name);
+    let all = records(root);
+    let hit = all
+        .iter()
+        .find(|(_, v)| v["id"] == name || v["name"] == name)
+        .map(|(d, _)| d.clone());
+    let dir = match hit {
+        Some(d) => d,
+        None => {
+            let by_prefix: Vec<&PathBuf> = all
+                .iter()
+                .filter(|(_, v)| {
+                    !name.is_empty() && v["id"].as_str().is_some_and(|id| id.starts_with(name))
+                })
+                .map(|(d, _)| d)
+                .collect();
+            match by_prefix.as_slice() {
+                [one] => (*one).clone(),
+                [] => return Err(format!("no such container: {name}")),
+                many => {
+                    return Err(format!(
+                        "{name:?} is a prefix of {} container IDs: give more of it",
+                        many.len()
+                    ));
+                }
+            }
+        }
+    };
     match look(&dir) {
         Some(s) => Ok((dir, s)),
         None => Err(format!("no such container: {name}")),
@@ -143,17 +195,11 @@ fn find(root: &Path, name: &str) -> Result<(PathBuf, Seen), String> {
 
 pub fn ps(root: &Path, all: bool) -> Result<(), String> {
     println!(
-        "{:<16} {:<40} {:<24} {:<14} STATUS",
-        "CONTAINER ID", "IMAGE", "COMMAND", "CREATED"
+        "{:<14} {:<40} {:<24} {:<14} {:<14} NAMES",
+        "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS"
     );
-    let mut entries: Vec<_> = std::fs::read_dir(containers_dir(root))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let Some(s) = look(&e.path()) else { continue };
+    for (dir, _) in records(root) {
+        let Some(s) = look(&dir) else { continue };
         if !all && !s.running {
             continue;
         }
@@ -166,13 +212,15 @@ pub fn ps(root: &Path, all: bool) -> Result<(), String> {
         let mut cmd = cmd.join(" ");
         cmd.truncate(22);
         let age = now_secs().saturating_sub(s.record["created"].as_u64().unwrap_or(0));
+        let id = s.record["id"].as_str().unwrap_or_default();
         println!(
-            "{:<16} {:<40} {:<24} {:<14} {}",
-            s.record["id"].as_str().unwrap_or_default(),
+            "{:<14} {:<40} {:<24} {:<14} {:<14} {}",
+            &id[..id.len().min(12)],
             s.record["image"].as_str().unwrap_or_default(),
             format!("\"{cmd}\""),
             format!("{age}s ago"),
-            s.status
+            s.status,
+            s.record["name"].as_str().unwrap_or(id)
         );
     }
     Ok(())

@@ -6,6 +6,7 @@
 //! (`containers.rs`).
 
 mod containers;
+mod exec_check;
 mod images;
 mod network;
 mod run;
@@ -127,9 +128,9 @@ fn main() {
         // docker's convention: 125 when berth itself fails, else the container's code.
         let code = match run::run(&cli.root, &cli.mirrors, &cli.insecure, *args) {
             Ok(c) => c,
-            Err(run::Failed(e)) => {
+            Err(run::Failed(e, code)) => {
                 eprintln!("berth: {e}");
-                125
+                code
             }
         };
         std::process::exit(code);

@@ -72,8 +72,10 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-/// A berth failure, not the container's: docker's 125.
-pub struct Failed(pub String);
+/// A failure before the container's process ran, with docker's exit code: 125
+/// when berth itself fails, 127 when the command is not found, 126 when it
+/// cannot be executed.
+pub struct Failed(pub String, pub i32);
 
 pub fn run(
     root: &Path,
@@ -81,7 +83,7 @@ pub fn run(
     insecure: &[String],
     mut a: RunArgs,
 ) -> Result<i32, Failed> {
-    let fail = |m: String| Failed(m);
+    let fail = |m: String| Failed(m, 125);
     let store = ImageStore::open(store_config(root, mirrors, insecure).map_err(fail)?)
         .map_err(|e| fail(e.to_string()))?;
     let rec = match (a.pull.as_str(), store.get(&a.image)) {
@@ -131,21 +133,28 @@ pub fn run(
         )));
     }
     let image_config = store.config_json(&rec).map_err(|e| fail(e.to_string()))?;
-    let id = a.name.clone().unwrap_or_else(random_id);
-    if id.is_empty()
-        || !id
+    // As docker: a 64-hex ID, and a name apart from it (given, or made up).
+    let id = random_id();
+    let name = a.name.clone().unwrap_or_else(|| format!("berth_{}", &id[..12]));
+    if name.is_empty()
+        || !name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
     {
         return Err(fail(format!(
-            "--name {id:?}: use letters, digits, '_', '.' and '-'"
+            "--name {name:?}: use letters, digits, '_', '.' and '-'"
+        )));
+    }
+    if let Some(other) = crate::containers::id_of_name(root, &name) {
+        return Err(fail(format!(
+            "the container name {name:?} is already in use by container {other}: remove it (berth rm) or choose another name"
         )));
     }
     // Apart from berthd's containers: the two share the image store only.
     let dir = root.join("cli").join("containers").join(&id);
     if dir.exists() {
         return Err(fail(format!(
-            "a container named {id:?} already exists ({})",
+            "a container {id:?} already exists ({})",
             dir.display()
         )));
     }
@@ -171,8 +180,11 @@ pub fn run(
         serde_json::to_vec_pretty(&config).unwrap_or_default(),
     )
     .map_err(|e| fail(e.to_string()))?;
+    crate::exec_check::command_runs(&cleanup.rootfs, &config["process"])
+        .map_err(|(m, code)| Failed(m, code))?;
     crate::containers::Record {
         id: id.clone(),
+        name,
         image: a.image.clone(),
         command: config["process"]["args"]
             .as_array()
@@ -232,7 +244,7 @@ impl Drop for Cleanup {
 }
 
 fn random_id() -> String {
-    let mut b = [0u8; 8];
+    let mut b = [0u8; 32];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         let _ = std::io::Read::read_exact(&mut f, &mut b);
     }

@@ -372,12 +372,7 @@ pub async fn remove(d: &Arc<Daemon>, id: &str) -> Result<(), Status> {
     });
     d.save_container(&rec)?;
     crash::point("remove:record");
-    if let Err(e) = d.runtime(&["delete", "--force", &rec.id]).await
-        && !e.contains("does not exist")
-        && !e.contains("not found")
-    {
-        tracing::warn!(container = %rec.id, "runtime delete: {e}");
-    }
+    d.delete_in_runtime(&rec.id).await;
     crash::point("remove:deleted");
     let dir = d.paths.container_dir(&rec.id);
     berth_image::snapshot::unmount_rootfs(&dir.join("rootfs")).ok();

@@ -170,6 +170,27 @@ impl Daemon {
         }
     }
 
+    /// Removes everything the runtime holds of `id`: `delete --force`, then the
+    /// state directory of a create that was killed before it saved its state (the
+    /// runtime claims the directory first and knows nothing of it afterwards).
+    pub async fn delete_in_runtime(&self, id: &str) {
+        if let Err(e) = self.runtime(&["delete", "--force", id]).await
+            && !e.contains("does not exist")
+            && !e.contains("not found")
+        {
+            tracing::warn!(container = %id, "runtime delete: {e}");
+        }
+        let dir = self.bins.runtime_root.join(id);
+        if dir.exists() && !dir.join("state.json").exists() {
+            tracing::warn!(container = %id, "removing the state of a runtime create that died");
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(container = %id, "removing {}: {e}", dir.display());
+            }
+        }
+    }
+
     /// A container whose shim died without recording an exit runs with nobody to
     /// log its output or record its end: it is killed. True once it is gone.
     pub async fn end_unmonitored(&self, id: &str) -> bool {
@@ -376,7 +397,7 @@ impl Daemon {
             let id = e.file_name().to_string_lossy().to_string();
             if !known(&id) {
                 tracing::warn!(id = %id, "deleting an orphaned runtime container");
-                let _ = self.runtime(&["delete", "--force", &id]).await;
+                self.delete_in_runtime(&id).await;
             }
         }
         for e in std::fs::read_dir(self.paths.state.join("shims"))

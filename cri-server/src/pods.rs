@@ -501,12 +501,7 @@ pub async fn remove(d: &Arc<Daemon>, id: &str) -> Result<(), Status> {
     crash::point("remove-pod:record");
     stop_locked(d, &obj).await?;
     crash::point("remove-pod:stopped");
-    if let Err(e) = d.runtime(&["delete", "--force", &id]).await
-        && !e.contains("does not exist")
-        && !e.contains("not found")
-    {
-        tracing::warn!(pod = %id, "deleting the pause: {e}");
-    }
+    d.delete_in_runtime(&id).await;
     crash::point("remove-pod:deleted");
     let dir = d.paths.pod_dir(&id);
     unmount_under(&dir);

@@ -8,7 +8,7 @@ pub fn image(e: ImageError) -> Status {
     if e.is_out_of_space() {
         return Status::resource_exhausted(msg);
     }
-    match e {
+    match e.decisive() {
         ImageError::Reference(_)
         | ImageError::Unsupported { .. }
         | ImageError::NoPlatform { .. } => Status::invalid_argument(msg),
@@ -17,9 +17,15 @@ pub fn image(e: ImageError) -> Status {
         ImageError::Unreachable { .. } => Status::unavailable(msg),
         ImageError::Ambiguous { .. } => Status::failed_precondition(msg),
         ImageError::DigestMismatch { .. }
+        | ImageError::SizeMismatch { .. }
+        | ImageError::TooBig { .. }
+        | ImageError::DiffIdMismatch { .. }
         | ImageError::Unpack { .. }
         | ImageError::TooLarge { .. } => Status::data_loss(msg),
-        ImageError::Registry { .. } | ImageError::Io { .. } | ImageError::Invalid { .. } => {
+        ImageError::Registry { .. }
+        | ImageError::Io { .. }
+        | ImageError::Invalid { .. }
+        | ImageError::AllHostsFailed { .. } => {
             Status::internal(msg)
         }
     }

@@ -15,6 +15,13 @@ pub enum ImageError {
     Unauthorized { image: String, host: String },
     #[error("{image}: manifest unknown to registry {host} (404)")]
     ManifestUnknown { image: String, host: String },
+    /// Every host (mirrors, then the registry itself) failed: what each answered.
+    #[error("{image}: {}", hosts_text(answers))]
+    AllHostsFailed {
+        image: String,
+        /// (host, is a mirror, its error), in the order tried.
+        answers: Vec<(String, bool, ImageError)>,
+    },
     #[error("{image}: registry {host}: {msg}")]
     Registry {
         image: String,
@@ -37,6 +44,30 @@ pub enum ImageError {
         "blob {expected}: digest mismatch, the registry sent content hashing to {actual}; nothing was stored"
     )]
     DigestMismatch { expected: String, actual: String },
+    #[error(
+        "blob {digest}: the registry sent {sent} bytes where the manifest declares {declared}; refused before its digest was checked, nothing was stored"
+    )]
+    SizeMismatch {
+        digest: String,
+        declared: u64,
+        sent: String,
+    },
+    #[error(
+        "{what} {digest}: larger than the {limit} bytes berth accepts for it (as containerd); refused"
+    )]
+    TooBig {
+        what: &'static str,
+        digest: String,
+        limit: u64,
+    },
+    #[error(
+        "layer {layer}: the uncompressed layer hashes to {actual}, not to the diff_id {expected} that the image config declares; nothing was stored"
+    )]
+    DiffIdMismatch {
+        layer: String,
+        expected: String,
+        actual: String,
+    },
     #[error("layer {layer}: entry {entry:?}: {msg}")]
     Unpack {
         layer: String,
@@ -61,6 +92,37 @@ pub enum ImageError {
     Invalid { what: String, msg: String },
 }
 
+/// "mirror m: manifest unknown (404); registry.example: unreachable (...)".
+fn hosts_text(answers: &[(String, bool, ImageError)]) -> String {
+    let all_missing = answers
+        .iter()
+        .all(|(_, _, e)| matches!(e, ImageError::ManifestUnknown { .. }));
+    let each: Vec<String> = answers
+        .iter()
+        .map(|(host, mirror, e)| {
+            let what = match e {
+                ImageError::ManifestUnknown { .. } => "manifest unknown (404)".to_string(),
+                ImageError::Unauthorized { .. } => {
+                    "401 unauthorized (it needs credentials it accepts)".to_string()
+                }
+                ImageError::Unreachable { msg, .. } => format!("unreachable ({msg})"),
+                ImageError::Registry { msg, .. } => msg.clone(),
+                other => other.to_string(),
+            };
+            format!("{}{host}: {what}", if *mirror { "mirror " } else { "" })
+        })
+        .collect();
+    format!(
+        "{}: {}",
+        if all_missing {
+            "not found on any registry tried"
+        } else {
+            "no registry tried could serve it"
+        },
+        each.join("; ")
+    )
+}
+
 pub type Result<T, E = ImageError> = std::result::Result<T, E>;
 
 impl ImageError {
@@ -73,6 +135,32 @@ impl ImageError {
             }
             _ => false,
         }
+    }
+
+    /// The answers of several hosts as one error, or the one host's own.
+    pub fn from_hosts(image: &str, mut answers: Vec<(String, bool, ImageError)>) -> Self {
+        if answers.len() == 1 {
+            return answers.remove(0).2;
+        }
+        ImageError::AllHostsFailed {
+            image: image.to_string(),
+            answers,
+        }
+    }
+
+    /// The class of failure that decides the gRPC code of a multi-host failure:
+    /// credentials first (the image may be there), then a missing image, then
+    /// an unreachable registry.
+    pub fn decisive(&self) -> &ImageError {
+        let ImageError::AllHostsFailed { answers, .. } = self else {
+            return self;
+        };
+        let find = |f: fn(&ImageError) -> bool| answers.iter().map(|a| &a.2).find(|e| f(e));
+        find(|e| matches!(e, ImageError::Unauthorized { .. }))
+            .or_else(|| find(|e| matches!(e, ImageError::ManifestUnknown { .. })))
+            .or_else(|| find(|e| matches!(e, ImageError::Unreachable { .. })))
+            .or_else(|| answers.last().map(|a| &a.2))
+            .unwrap_or(self)
     }
 
     pub fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -13,6 +13,7 @@
 
 pub mod crash;
 pub mod error;
+pub mod layered;
 mod lockfile;
 pub mod metadata;
 mod overlay;

@@ -7,6 +7,7 @@ use crate::error::{ImageError, Result};
 use crate::metadata::ImageRecord;
 use crate::reference::Reference;
 use crate::store::sha256_digest;
+use crate::unpack::Parents;
 use crate::{ImageStore, snapshot};
 use futures_util::StreamExt;
 use oci_client::Client;
@@ -24,9 +25,14 @@ const MANIFEST_TYPES: &[&str] = &[
     "application/vnd.docker.distribution.manifest.v2+json",
 ];
 
-/// A layer unpacked into a prepared snapshot directory, with the hard links still
-/// to resolve against the layers below it.
-type Fetched = (PathBuf, Vec<(PathBuf, PathBuf)>);
+/// A layer unpacked into a prepared snapshot directory, and whether it must be
+/// applied again onto its parents (see [`crate::unpack`]).
+type Fetched = (PathBuf, bool);
+
+/// The largest manifest or index accepted, as containerd's bound.
+pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+/// The largest image config accepted.
+pub const MAX_CONFIG_SIZE: u64 = 4 << 20;
 
 /// Registry credentials, from the CRI's AuthConfig or a docker config.json.
 #[derive(Clone, Debug, Default)]
@@ -170,22 +176,24 @@ impl ImageStore {
         let auth = auth.to_registry();
         let image = r.to_string();
 
-        // The first host that serves the manifest serves the blobs too.
-        let mut last_err = None;
+        // The first host that serves the manifest serves the blobs too. When none
+        // does, the error says what each answered (kubelet shows it in events).
+        let mut answers = Vec::new();
         let mut found = None;
-        for host in &hosts {
+        for (i, host) in hosts.iter().enumerate() {
             let oref = oci_ref(&r, host, None);
             match client.pull_manifest_raw(&oref, &auth, MANIFEST_TYPES).await {
                 Ok((bytes, digest)) => {
                     found = Some((host.clone(), bytes.to_vec(), digest));
                     break;
                 }
-                Err(e) => last_err = Some(map_err(&image, host, e)),
+                Err(e) => answers.push((host.clone(), i + 1 < hosts.len(), map_err(&image, host, e))),
             }
         }
         let Some((host, top_raw, _)) = found else {
-            return Err(last_err.unwrap_or(ImageError::NotFound(image)));
+            return Err(ImageError::from_hosts(&image, answers));
         };
+        check_manifest_size(&top_raw, r.digest.as_deref().unwrap_or("of the tag"), None)?;
         let top_digest = sha256_digest(&top_raw);
         if let Some(want) = &r.digest
             && want != &top_digest
@@ -206,6 +214,7 @@ impl ImageStore {
                 .pull_manifest_raw(&oref, &auth, MANIFEST_TYPES)
                 .await
                 .map_err(|e| map_err(&image, &host, e))?;
+            check_manifest_size(&bytes, &digest, declared_size(&top, &digest))?;
             let actual = sha256_digest(&bytes);
             if actual != digest {
                 return Err(ImageError::DigestMismatch {
@@ -231,11 +240,12 @@ impl ImageStore {
         let config_digest = plan.config_digest.clone();
         let oref = oci_ref(&r, &host, None);
         if !self.content.has(&config_digest) {
-            let mut buf = Vec::new();
-            client
-                .pull_blob(&oref, config_digest.as_str(), &mut buf)
+            let buf = fetch_small_blob(&client, &oref, &config_digest, plan.config_size)
                 .await
-                .map_err(|e| map_err(&image, &host, e))?;
+                .map_err(|e| match e {
+                    Fetch::Client(e) => map_err(&image, &host, e),
+                    Fetch::Refused(e) => e,
+                })?;
             self.content.put(&config_digest, &buf)?;
         }
         let config: Value = serde_json::from_slice(&self.content.read(&config_digest)?)
@@ -296,7 +306,14 @@ impl ImageStore {
                         attempt += 1;
                         match self
                             .fetch_layer(
-                                client, oref, digest, media_type, &diff_id, &chain_id, limit, opts,
+                                client,
+                                oref,
+                                (digest, media_type, *size),
+                                i == 0,
+                                &diff_id,
+                                &chain_id,
+                                limit,
+                                opts,
                             )
                             .await
                         {
@@ -341,20 +358,24 @@ impl ImageStore {
             }
         }
         results.sort_by_key(|(i, _)| *i);
-        // Hard links into lower layers, then commit bottom-up.
+        // Layers whose first pass needed their parents are applied again, bottom
+        // up, onto the parents now complete; then everything commits bottom-up.
         let mut lowers: Vec<PathBuf> = Vec::new();
         for (i, done) in &results {
-            if let Some((fs, deferred)) = done {
-                if !deferred.is_empty() {
-                    let mut below = lowers.clone();
-                    below.reverse();
-                    crate::unpack::resolve_deferred_links(fs, &below, deferred, &layers[*i].0)
-                        .inspect_err(|_| self.sweep_prepared())?;
-                }
-                lowers.push(fs.clone());
-            } else {
-                lowers.push(self.snapshots.fs(&chain_ids[*i])?);
+            if let Some((fs, true)) = done {
+                let mut below = lowers.clone();
+                below.reverse();
+                let (digest, media_type, _) = layers[*i].clone();
+                let blob = self.content.path(&digest)?;
+                let (fs2, diff_id) = (fs.clone(), diff_ids[*i].clone());
+                background(move || reapply(&blob, &media_type, &fs2, &below, &digest, &diff_id, limit))
+                    .await
+                    .inspect_err(|_| self.sweep_prepared())?;
             }
+            lowers.push(match done {
+                Some((fs, _)) => fs.clone(),
+                None => self.snapshots.fs(&chain_ids[*i])?,
+            });
         }
         crate::crash::point("pull:blobs");
         for (i, done) in results {
@@ -389,14 +410,15 @@ impl ImageStore {
     }
 
     /// Downloads one layer and unpacks it as it arrives. Returns the prepared
-    /// snapshot directory and the hard links to resolve against lower layers.
+    /// snapshot directory and whether it must be applied again onto its parents.
+    /// The declared `size` bounds the download.
     #[allow(clippy::too_many_arguments)]
     async fn fetch_layer(
         &self,
         client: &Client,
         oref: &oci_client::Reference,
-        digest: &str,
-        media_type: &str,
+        (digest, media_type, size): (&str, &str, u64),
+        bottom: bool,
         diff_id: &str,
         chain_id: &str,
         limit: u64,
@@ -425,7 +447,7 @@ impl ImageStore {
         let stored = (!writer_needed)
             .then(|| self.content.path(digest))
             .transpose()?;
-        let unpacker = background(move || -> Result<Vec<(PathBuf, PathBuf)>> {
+        let unpacker = background(move || -> Result<bool> {
             let source: Box<dyn Read + Send> = match stored {
                 Some(path) => Box::new(
                     std::fs::File::open(&path)
@@ -450,28 +472,52 @@ impl ImageStore {
                 ),
                 Compression::None => Box::new(&mut tee),
             };
-            let unpacked = crate::unpack::unpack_layer(decoded, &fs2, &layer, limit)?;
+            let parents = if bottom {
+                Parents::None
+            } else {
+                Parents::Unknown
+            };
+            let unpacked = crate::unpack::unpack_layer(decoded, &fs2, &layer, limit, parents)?;
             std::io::copy(&mut tee, &mut std::io::sink())
                 .map_err(|e| ImageError::io("reading layer", &fs2, e))?;
             if let Some(w) = tee.writer.take() {
                 w.commit()?;
             }
             if unpacked.diff_id != diff_id_want {
-                return Err(ImageError::DigestMismatch {
+                return Err(ImageError::DiffIdMismatch {
+                    layer,
                     expected: diff_id_want,
                     actual: unpacked.diff_id,
                 });
             }
-            Ok(unpacked.deferred_links)
+            Ok(unpacked.needs_parents)
         });
         // A broken transfer is reported as such (and retried), not as a corrupt tar.
         let mut transfer_error = None;
         if writer_needed {
             match client.pull_blob_stream(oref, digest).await {
+                Ok(stream) if stream.content_length.is_some_and(|n| n != size) => {
+                    transfer_error = Some(ImageError::SizeMismatch {
+                        digest: digest.to_string(),
+                        declared: size,
+                        sent: format!("{} (its Content-Length)", stream.content_length.unwrap_or(0)),
+                    });
+                    let _ = tx.send(Err(std::io::Error::other("size mismatch"))).await;
+                }
                 Ok(mut stream) => {
-                    let mut done = 0u64;
+                    let (mut done, mut unpacker_stopped) = (0u64, false);
                     while let Some(chunk) = stream.next().await {
                         match chunk {
+                            // Past the declared size: stop reading, whatever comes.
+                            Ok(c) if done + c.len() as u64 > size => {
+                                transfer_error = Some(ImageError::SizeMismatch {
+                                    digest: digest.to_string(),
+                                    declared: size,
+                                    sent: format!("more than {size}"),
+                                });
+                                let _ = tx.send(Err(std::io::Error::other("too long"))).await;
+                                break;
+                            }
                             Ok(c) => {
                                 done += c.len() as u64;
                                 self.emit(
@@ -482,7 +528,8 @@ impl ImageStore {
                                     },
                                 );
                                 if tx.send(Ok(c)).await.is_err() {
-                                    break; // the unpacker stopped: its error says why
+                                    unpacker_stopped = true; // its error says why
+                                    break;
                                 }
                             }
                             Err(e) => {
@@ -506,6 +553,14 @@ impl ImageStore {
                             }
                         }
                     }
+                    if transfer_error.is_none() && !unpacker_stopped && done < size {
+                        transfer_error = Some(ImageError::SizeMismatch {
+                            digest: digest.to_string(),
+                            declared: size,
+                            sent: format!("only {done}"),
+                        });
+                        let _ = tx.send(Err(std::io::Error::other("too short"))).await;
+                    }
                 }
                 Err(e) => transfer_error = Some(map_err(&oref.whole(), oref.registry(), e)),
             }
@@ -522,10 +577,10 @@ impl ImageStore {
     fn finish_layer(
         &self,
         fs: PathBuf,
-        result: Result<Vec<(PathBuf, PathBuf)>>,
-    ) -> Result<(PathBuf, Vec<(PathBuf, PathBuf)>)> {
+        result: Result<bool>,
+    ) -> Result<Fetched> {
         match result {
-            Ok(links) => Ok((fs, links)),
+            Ok(again) => Ok((fs, again)),
             Err(e) => {
                 self.snapshots.abort(&fs);
                 self.prepared
@@ -563,6 +618,118 @@ impl Compression {
             _ => None,
         }
     }
+}
+
+/// Applies a layer again from its stored (verified) blob, onto its parents'
+/// snapshot directories `below` (top first), into the emptied `fs`.
+fn reapply(
+    blob: &std::path::Path,
+    media_type: &str,
+    fs: &std::path::Path,
+    below: &[PathBuf],
+    layer: &str,
+    diff_id: &str,
+    limit: u64,
+) -> Result<()> {
+    std::fs::remove_dir_all(fs).map_err(|e| ImageError::io("emptying", fs, e))?;
+    std::fs::create_dir(fs).map_err(|e| ImageError::io("creating", fs, e))?;
+    let file = std::fs::File::open(blob).map_err(|e| ImageError::io("opening blob", blob, e))?;
+    let file = std::io::BufReader::new(file);
+    let decoded: Box<dyn Read> = match Compression::of(media_type) {
+        Some(Compression::Gzip) => Box::new(flate2::read::MultiGzDecoder::new(file)),
+        Some(Compression::Zstd) => Box::new(
+            zstd::stream::read::Decoder::new(file).map_err(|e| ImageError::io("zstd", blob, e))?,
+        ),
+        _ => Box::new(file),
+    };
+    let unpacked = crate::unpack::unpack_layer(decoded, fs, layer, limit, Parents::Known(below))?;
+    if unpacked.diff_id != diff_id {
+        return Err(ImageError::DiffIdMismatch {
+            layer: layer.to_string(),
+            expected: diff_id.to_string(),
+            actual: unpacked.diff_id,
+        });
+    }
+    Ok(())
+}
+
+/// A manifest over containerd's bound, or not of the size its index declares.
+fn check_manifest_size(bytes: &[u8], digest: &str, declared: Option<u64>) -> Result<()> {
+    let n = bytes.len() as u64;
+    if n > MAX_MANIFEST_SIZE {
+        return Err(ImageError::TooBig {
+            what: "manifest",
+            digest: digest.to_string(),
+            limit: MAX_MANIFEST_SIZE,
+        });
+    }
+    match declared {
+        Some(d) if d != n => Err(ImageError::SizeMismatch {
+            digest: digest.to_string(),
+            declared: d,
+            sent: n.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The size an index declares for its manifest `digest`.
+fn declared_size(index: &Value, digest: &str) -> Option<u64> {
+    index["manifests"]
+        .as_array()?
+        .iter()
+        .find(|m| m["digest"].as_str() == Some(digest))?["size"]
+        .as_u64()
+}
+
+enum Fetch {
+    Client(oci_client::errors::OciDistributionError),
+    Refused(ImageError),
+}
+
+/// Downloads a small blob (an image config) whole, reading no more than its
+/// declared size (and never more than the config bound).
+async fn fetch_small_blob(
+    client: &Client,
+    oref: &oci_client::Reference,
+    digest: &str,
+    declared: u64,
+) -> std::result::Result<Vec<u8>, Fetch> {
+    if declared > MAX_CONFIG_SIZE {
+        return Err(Fetch::Refused(ImageError::TooBig {
+            what: "image config",
+            digest: digest.to_string(),
+            limit: MAX_CONFIG_SIZE,
+        }));
+    }
+    let mismatch = |sent: String| {
+        Fetch::Refused(ImageError::SizeMismatch {
+            digest: digest.to_string(),
+            declared,
+            sent,
+        })
+    };
+    let mut stream = client
+        .pull_blob_stream(oref, digest)
+        .await
+        .map_err(Fetch::Client)?;
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let c = chunk.map_err(|e| {
+            Fetch::Refused(ImageError::Unreachable {
+                host: oref.registry().to_string(),
+                msg: format!("downloading {digest}: {e}"),
+            })
+        })?;
+        if (buf.len() + c.len()) as u64 > declared {
+            return Err(mismatch(format!("more than {declared}")));
+        }
+        buf.extend_from_slice(&c);
+    }
+    if (buf.len() as u64) < declared {
+        return Err(mismatch(format!("only {}", buf.len())));
+    }
+    Ok(buf)
 }
 
 /// Reads the chunks the download task sends.

@@ -1,21 +1,45 @@
-//! Unpacking a layer tar into a snapshot directory in overlayfs's format: OCI
+//! Applying a layer tar to a snapshot directory in overlayfs's format: OCI
 //! whiteouts (`.wh.name`) become 0:0 character devices, opaque markers
 //! (`.wh..wh..opq`) become the `trusted.overlay.opaque` xattr.
 //!
-//! Path safety: every entry is created by walking its parent directories from the
-//! layer's root with O_NOFOLLOW, one component at a time, so nothing is written or
-//! removed outside the layer: absolute paths and `..` are refused, a path that
-//! goes through a symlink is refused, a hard link must point inside the layer (or,
-//! deferred, into a lower layer). The bytes written are bounded so a small
+//! A layer is applied onto its parents' view, as containerd and Docker apply
+//! it: each entry's parent path resolves in the merged tree of the parents plus
+//! this layer ([`crate::layered`]), following symlinks but never leaving the
+//! root, and the entry is written in this layer where that resolution lands
+//! (`L2: lib -> usr/lib`, `L3: lib/x.so` writes `usr/lib/x.so`). `..` and absolute
+//! paths are clamped to the root. A hard link must name a file inside the root.
+//! Layers are unpacked in parallel as they download, before their parents are
+//! complete: an entry whose resolution needs a parent stops that first pass
+//! (`needs_parents`) and the layer is applied again from its stored blob once
+//! the parents are in place. The bytes written are bounded so a small
 //! compressed layer cannot fill the disk.
+//!
+//! Extended attributes: `trusted.*` and `security.*` from a layer are dropped
+//! (they steer overlayfs and the kernel's security modules; the only overlay
+//! attribute berth writes is the opaque marker it derives from OCI whiteouts),
+//! except `security.capability`, a file's capabilities, which images carry
+//! legitimately and which Docker and containerd keep.
 
 use crate::error::{ImageError, Result};
+use crate::layered::{self, Entry, View, WalkError};
 use sha2::{Digest as _, Sha256};
-use std::ffi::CString;
+use std::ffi::{CStr, CString, OsString};
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
+
+/// What is known of the layers below the one being unpacked.
+#[derive(Clone, Copy, Debug)]
+pub enum Parents<'a> {
+    /// The image's bottom layer.
+    None,
+    /// Unpacked alongside its parents: an entry that needs them stops the
+    /// unpack with `needs_parents` set.
+    Unknown,
+    /// The parents' snapshot directories, top first.
+    Known(&'a [PathBuf]),
+}
 
 /// What a layer unpack produced.
 #[derive(Debug)]
@@ -24,9 +48,10 @@ pub struct Unpacked {
     pub diff_id: String,
     /// Bytes of file content written.
     pub size: u64,
-    /// Hard links whose target is not in this layer: (link, target), both relative
-    /// to the layer root, to be resolved against the lower layers.
-    pub deferred_links: Vec<(PathBuf, PathBuf)>,
+    /// The unpack stopped at an entry that needs the parent layers: apply the
+    /// layer again with `Parents::Known` (the stream was still read to its end,
+    /// so `diff_id` is whole).
+    pub needs_parents: bool,
 }
 
 /// Reads through and hashes everything read (the diff_id).
@@ -51,104 +76,88 @@ fn last_err() -> io::Error {
     io::Error::last_os_error()
 }
 
-/// Checks an entry path: relative, no `..`, no empty name. Returns its components.
-fn components(layer: &str, raw: &Path) -> Result<Vec<std::ffi::OsString>> {
-    let bad = |msg: &str| ImageError::Unpack {
-        layer: layer.to_string(),
-        entry: raw.display().to_string(),
-        msg: msg.to_string(),
-    };
-    let mut out = Vec::new();
-    for c in raw.components() {
-        match c {
-            Component::Normal(n) => out.push(n.to_os_string()),
-            Component::CurDir => {}
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(bad("absolute paths are refused"));
-            }
-            Component::ParentDir => return Err(bad("'..' would leave the layer; refused")),
-        }
-    }
-    Ok(out)
-}
-
-/// Opens (creating when missing) each directory of `dirs` below `root`, never
-/// following a symlink.
-fn open_dirs(root: &OwnedFd, dirs: &[std::ffi::OsString], create: bool) -> io::Result<OwnedFd> {
-    let mut cur = root.try_clone()?;
-    for d in dirs {
-        let name = cstr(d);
-        let flags = libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_RDONLY | libc::O_CLOEXEC;
-        // SAFETY: openat/mkdirat with a valid dirfd and one path component.
-        let mut fd = unsafe { libc::openat(cur.as_raw_fd(), name.as_ptr(), flags) };
-        if fd == -1 && create && last_err().raw_os_error() == Some(libc::ENOENT) {
-            unsafe {
-                if libc::mkdirat(cur.as_raw_fd(), name.as_ptr(), 0o755) == -1
-                    && last_err().raw_os_error() != Some(libc::EEXIST)
-                {
-                    return Err(last_err());
-                }
-                fd = libc::openat(cur.as_raw_fd(), name.as_ptr(), flags);
-            }
-        }
-        if fd == -1 {
-            return Err(last_err());
-        }
-        // SAFETY: a fresh fd we own.
-        cur = unsafe { OwnedFd::from_raw_fd(fd) };
-    }
-    Ok(cur)
+/// What `remove_at` took away.
+#[derive(PartialEq)]
+enum Removed {
+    Nothing,
+    File,
+    /// A directory or a symlink: paths resolved before may resolve otherwise now.
+    Tree,
 }
 
 /// Removes whatever is at `name` in `dir` (recursively for a directory).
-fn remove_at(dir: &OwnedFd, name: &CString) -> io::Result<()> {
-    // SAFETY: unlinkat with a valid dirfd and one component.
-    if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) } == 0 {
-        return Ok(());
-    }
-    match last_err().raw_os_error() {
-        Some(libc::ENOENT) => Ok(()),
-        Some(libc::EISDIR) => {
-            let sub = open_dirs(
-                dir,
-                &[std::ffi::OsStr::from_bytes(name.as_bytes()).to_os_string()],
-                false,
-            )?;
-            let path = PathBuf::from(format!("/proc/self/fd/{}", sub.as_raw_fd()));
-            for e in std::fs::read_dir(&path)?.flatten() {
-                remove_at(&sub, &cstr(e.file_name().as_os_str()))?;
-            }
-            // SAFETY: as above, removing the now empty directory.
-            if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) } == 0 {
-                Ok(())
-            } else {
-                Err(last_err())
-            }
+fn remove_at(dir: &OwnedFd, name: &CStr) -> io::Result<Removed> {
+    let st = match layered::stat_at(dir, name) {
+        Ok(st) => st,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(Removed::Nothing),
+        Err(e) => return Err(e),
+    };
+    let kind = st.st_mode & libc::S_IFMT;
+    if kind != libc::S_IFDIR {
+        // SAFETY: unlinkat with a valid dirfd and one component.
+        if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) } == -1 {
+            return Err(last_err());
         }
-        _ => Err(last_err()),
+        return Ok(if kind == libc::S_IFLNK {
+            Removed::Tree
+        } else {
+            Removed::File
+        });
     }
+    let sub = layered::open_dir_at(dir, name)?;
+    let path = PathBuf::from(format!("/proc/self/fd/{}", sub.as_raw_fd()));
+    for e in std::fs::read_dir(&path)?.flatten() {
+        remove_at(&sub, &cstr(e.file_name().as_os_str()))?;
+    }
+    // SAFETY: as above, removing the now empty directory.
+    if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) } == -1 {
+        return Err(last_err());
+    }
+    Ok(Removed::Tree)
 }
 
 struct DirMeta {
-    parents: Vec<std::ffi::OsString>,
-    name: std::ffi::OsString,
+    /// Where the directory landed, below the layer's root.
+    parent: Vec<OsString>,
+    name: OsString,
     mode: u32,
     uid: u32,
     gid: u32,
     mtime: i64,
 }
 
-/// Unpacks the uncompressed tar `reader` into the empty directory `dest`.
-/// `limit` bounds the bytes of file content written.
-pub fn unpack_layer(reader: impl Read, dest: &Path, layer: &str, limit: u64) -> Result<Unpacked> {
-    let root = crate::sys_open_dir(dest).map_err(|e| ImageError::io("opening", dest, e))?;
+/// The entry that needs the parents: the first pass ends there.
+struct Stop;
+
+/// Unpacks the uncompressed tar `reader` into the empty directory `dest`, onto
+/// `parents`. `limit` bounds the bytes of file content written.
+pub fn unpack_layer(
+    reader: impl Read,
+    dest: &Path,
+    layer: &str,
+    limit: u64,
+    parents: Parents,
+) -> Result<Unpacked> {
+    let open = |p: &Path| crate::sys_open_dir(p).map_err(|e| ImageError::io("opening", p, e));
+    let lowers = match parents {
+        Parents::Known(dirs) => dirs.iter().map(|d| open(d)).collect::<Result<_>>()?,
+        _ => Vec::new(),
+    };
+    let view = View::new(open(dest)?, lowers, matches!(parents, Parents::Unknown));
     let mut hashing = Hashing {
         inner: reader,
         hasher: Sha256::new(),
     };
-    let mut size = 0u64;
-    let mut deferred = Vec::new();
-    let mut dirs: Vec<DirMeta> = Vec::new();
+    let mut state = Apply {
+        view: &view,
+        layer,
+        limit,
+        size: 0,
+        dirs: Vec::new(),
+        late_links: Vec::new(),
+        last_parent: None,
+    };
+    let mut needs_parents = false;
     {
         let mut archive = tar::Archive::new(&mut hashing);
         let entries = archive
@@ -160,276 +169,354 @@ pub fn unpack_layer(reader: impl Read, dest: &Path, layer: &str, limit: u64) -> 
                 entry: String::new(),
                 msg: format!("corrupt tar: {e}"),
             })?;
-            let raw = entry
-                .path()
-                .map_err(|e| ImageError::Unpack {
-                    layer: layer.into(),
-                    entry: String::new(),
-                    msg: e.to_string(),
-                })?
-                .into_owned();
-            let fail = |msg: String| ImageError::Unpack {
-                layer: layer.to_string(),
-                entry: raw.display().to_string(),
-                msg,
-            };
-            let kind = entry.header().entry_type();
-            if matches!(
-                kind,
-                tar::EntryType::XGlobalHeader
-                    | tar::EntryType::XHeader
-                    | tar::EntryType::GNULongName
-                    | tar::EntryType::GNULongLink
-            ) {
-                continue;
-            }
-            let mut comps = components(layer, &raw)?;
-            let Some(name) = comps.pop() else { continue };
-            let header = entry.header();
-            let mode = header.mode().unwrap_or(0o644) & 0o7777;
-            let uid = header.uid().unwrap_or(0) as u32;
-            let gid = header.gid().unwrap_or(0) as u32;
-            let mtime = header.mtime().unwrap_or(0) as i64;
-            let parent = open_dirs(&root, &comps, true).map_err(|e| {
-                fail(
-                    if e.raw_os_error() == Some(libc::ELOOP)
-                        || e.raw_os_error() == Some(libc::ENOTDIR)
-                    {
-                        "its path goes through a symlink or a non-directory; refused".to_string()
-                    } else {
-                        format!("creating its directory: {e}")
-                    },
-                )
-            })?;
-            let name_bytes = name.as_bytes();
-            // Whiteouts, in overlayfs's format.
-            if name_bytes == b".wh..wh..opq" {
-                let opaque = c"trusted.overlay.opaque";
-                // SAFETY: fsetxattr on an open directory with a static name and value.
-                if unsafe {
-                    libc::fsetxattr(
-                        parent.as_raw_fd(),
-                        opaque.as_ptr(),
-                        b"y".as_ptr().cast(),
-                        1,
-                        0,
-                    )
-                } == -1
-                {
-                    return Err(fail(format!("marking directory opaque: {}", last_err())));
+            match state.entry(&mut entry, dest) {
+                Ok(()) => {}
+                Err(Ok(Stop)) => {
+                    needs_parents = true;
+                    break;
                 }
-                continue;
-            }
-            if let Some(hidden) = name_bytes.strip_prefix(b".wh.") {
-                if hidden.is_empty() || hidden == b"." || hidden == b".." || hidden.contains(&b'/')
-                {
-                    return Err(fail(
-                        "a whiteout must name an entry of its own directory; refused".into(),
-                    ));
-                }
-                let target = CString::new(hidden).unwrap_or_default();
-                remove_at(&parent, &target).map_err(|e| fail(e.to_string()))?;
-                // SAFETY: mknodat of a 0:0 character device: overlayfs's whiteout.
-                if unsafe { libc::mknodat(parent.as_raw_fd(), target.as_ptr(), libc::S_IFCHR, 0) }
-                    == -1
-                {
-                    return Err(fail(format!("creating whiteout: {}", last_err())));
-                }
-                continue;
-            }
-            let cname = cstr(&name);
-            if kind != tar::EntryType::Directory {
-                remove_at(&parent, &cname).map_err(|e| fail(e.to_string()))?;
-            }
-            match kind {
-                tar::EntryType::Directory => {
-                    // SAFETY: mkdirat with a valid dirfd; an existing directory is kept.
-                    let r = unsafe { libc::mkdirat(parent.as_raw_fd(), cname.as_ptr(), 0o700) };
-                    if r == -1 && last_err().raw_os_error() == Some(libc::EEXIST) {
-                        // Replace a non-directory of the same name.
-                        let st = stat_at(&parent, &cname).map_err(|e| fail(e.to_string()))?;
-                        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
-                            remove_at(&parent, &cname).map_err(|e| fail(e.to_string()))?;
-                            unsafe { libc::mkdirat(parent.as_raw_fd(), cname.as_ptr(), 0o700) };
-                        }
-                    } else if r == -1 {
-                        return Err(fail(format!("creating directory: {}", last_err())));
-                    }
-                    set_xattrs(&parent, &cname, &mut entry).map_err(fail)?;
-                    dirs.push(DirMeta {
-                        parents: comps,
-                        name,
-                        mode,
-                        uid,
-                        gid,
-                        mtime,
-                    });
-                    continue;
-                }
-                tar::EntryType::Regular
-                | tar::EntryType::Continuous
-                | tar::EntryType::GNUSparse => {
-                    let flags = libc::O_CREAT
-                        | libc::O_EXCL
-                        | libc::O_WRONLY
-                        | libc::O_NOFOLLOW
-                        | libc::O_CLOEXEC;
-                    // SAFETY: openat with a valid dirfd and one component.
-                    let fd =
-                        unsafe { libc::openat(parent.as_raw_fd(), cname.as_ptr(), flags, 0o600) };
-                    if fd == -1 {
-                        return Err(fail(format!("creating file: {}", last_err())));
-                    }
-                    // SAFETY: a fresh fd we own.
-                    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-                    let mut limited = (&mut entry).take(limit.saturating_sub(size) + 1);
-                    let n = io::copy(&mut limited, &mut file).map_err(|e| {
-                        // A full disk is the store's state, not the layer's fault.
-                        if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
-                            ImageError::io("unpacking a layer into", dest, e)
-                        } else {
-                            fail(format!("writing: {e}"))
-                        }
-                    })?;
-                    size += n;
-                    if size > limit {
-                        return Err(ImageError::TooLarge {
-                            layer: layer.to_string(),
-                            limit,
-                        });
-                    }
-                    drop(file);
-                }
-                tar::EntryType::Symlink => {
-                    let target = entry
-                        .link_name()
-                        .ok()
-                        .flatten()
-                        .ok_or_else(|| fail("symlink without a target".into()))?;
-                    let t = cstr(target.as_os_str());
-                    // SAFETY: symlinkat with a valid dirfd; the target is only content.
-                    if unsafe { libc::symlinkat(t.as_ptr(), parent.as_raw_fd(), cname.as_ptr()) }
-                        == -1
-                    {
-                        return Err(fail(format!("creating symlink: {}", last_err())));
-                    }
-                }
-                tar::EntryType::Link => {
-                    let target = entry
-                        .link_name()
-                        .ok()
-                        .flatten()
-                        .ok_or_else(|| fail("hard link without a target".into()))?
-                        .into_owned();
-                    let mut tcomps = components(layer, &target).map_err(|_| {
-                        fail(format!(
-                            "hard link to {} leaves the layer; refused",
-                            target.display()
-                        ))
-                    })?;
-                    let Some(tname) = tcomps.pop() else {
-                        return Err(fail("hard link to the layer root".into()));
-                    };
-                    let tdir = open_dirs(&root, &tcomps, false);
-                    let tc = cstr(&tname);
-                    // SAFETY: linkat without AT_SYMLINK_FOLLOW: links the entry itself.
-                    let linked = tdir.as_ref().is_ok_and(|d| unsafe { libc::linkat(d.as_raw_fd(), tc.as_ptr(), parent.as_raw_fd(), cname.as_ptr(), 0) } == 0);
-                    if !linked {
-                        let e = tdir.err().unwrap_or_else(last_err);
-                        match e.raw_os_error() {
-                            Some(libc::ENOENT) => {
-                                let mut link = comps.iter().collect::<PathBuf>();
-                                link.push(&name);
-                                deferred.push((link, target.clone()));
-                            }
-                            Some(libc::ELOOP) | Some(libc::ENOTDIR) => {
-                                return Err(fail(format!(
-                                    "hard link target {} goes through a symlink; refused",
-                                    target.display()
-                                )));
-                            }
-                            _ => {
-                                return Err(fail(format!(
-                                    "hard link to {}: {e}",
-                                    target.display()
-                                )));
-                            }
-                        }
-                    }
-                    continue;
-                }
-                tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                    let (fmt, dev) = match kind {
-                        tar::EntryType::Char => (libc::S_IFCHR, dev_of(&entry)),
-                        tar::EntryType::Block => (libc::S_IFBLK, dev_of(&entry)),
-                        _ => (libc::S_IFIFO, 0),
-                    };
-                    // SAFETY: mknodat with a valid dirfd and one component.
-                    if unsafe {
-                        libc::mknodat(parent.as_raw_fd(), cname.as_ptr(), fmt | 0o600, dev)
-                    } == -1
-                    {
-                        return Err(fail(format!("creating node: {}", last_err())));
-                    }
-                }
-                other => return Err(fail(format!("unsupported tar entry type {other:?}"))),
-            }
-            set_meta(
-                &parent,
-                &cname,
-                kind == tar::EntryType::Symlink,
-                mode,
-                uid,
-                gid,
-                mtime,
-            )
-            .map_err(|e| fail(e.to_string()))?;
-            if kind != tar::EntryType::Symlink {
-                set_xattrs(&parent, &cname, &mut entry).map_err(fail)?;
+                Err(Err(e)) => return Err(e),
             }
         }
-    }
-    // Directory metadata last, deepest first, so creating children does not
-    // disturb the modes and mtimes restored.
-    dirs.sort_by_key(|d| std::cmp::Reverse(d.parents.len()));
-    for d in dirs {
-        let parent = open_dirs(&root, &d.parents, false).map_err(|e| {
-            ImageError::io(
-                "reopening",
-                dest.join(d.parents.iter().collect::<PathBuf>()),
-                e,
-            )
-        })?;
-        set_meta(
-            &parent,
-            &cstr(&d.name),
-            false,
-            d.mode,
-            d.uid,
-            d.gid,
-            d.mtime,
-        )
-        .map_err(|e| ImageError::io("setting metadata of", dest.join(&d.name), e))?;
     }
     // The diff_id covers the whole stream, including the tar's end padding.
     io::copy(&mut hashing, &mut io::sink())
         .map_err(|e| ImageError::io("reading layer", dest, e))?;
-    // A link may come before its target in a badly ordered tar: try this layer
-    // again before deferring to the layers below.
-    deferred.retain(|(link, target)| {
-        resolve_deferred_links(
-            dest,
-            &[dest.to_path_buf()],
-            &[(link.clone(), target.clone())],
-            layer,
-        )
-        .is_err()
-    });
+    if !needs_parents {
+        state.finish(dest)?;
+    }
     Ok(Unpacked {
         diff_id: format!("sha256:{}", hex::encode(hashing.hasher.finalize())),
-        size,
-        deferred_links: deferred,
+        size: state.size,
+        needs_parents,
     })
+}
+
+/// One layer's application in progress.
+struct Apply<'a> {
+    view: &'a View,
+    layer: &'a str,
+    limit: u64,
+    size: u64,
+    /// Directory metadata is set last, so creating children does not disturb it.
+    dirs: Vec<DirMeta>,
+    /// Hard links that came before their target (a badly ordered tar).
+    late_links: Vec<(PathBuf, Vec<OsString>, Vec<OsString>)>,
+    /// The last parent resolved: tars list a directory's entries together.
+    last_parent: Option<(Vec<OsString>, layered::Dir)>,
+}
+
+type EntryResult = std::result::Result<(), std::result::Result<Stop, ImageError>>;
+
+impl Apply<'_> {
+    fn fail(&self, raw: &Path, msg: impl Into<String>) -> ImageError {
+        ImageError::Unpack {
+            layer: self.layer.to_string(),
+            entry: raw.display().to_string(),
+            msg: msg.into(),
+        }
+    }
+
+    fn walk_error(&self, raw: &Path, e: WalkError) -> std::result::Result<Stop, ImageError> {
+        match e {
+            WalkError::NeedsParents => Ok(Stop),
+            e => Err(self.fail(raw, e.to_string())),
+        }
+    }
+
+    /// The directory an entry goes in, resolved in the merged tree and made in
+    /// this layer where it is missing.
+    fn parent_of(
+        &mut self,
+        raw: &Path,
+        names: &[OsString],
+    ) -> std::result::Result<&layered::Dir, std::result::Result<Stop, ImageError>> {
+        let hit = self.last_parent.as_ref().is_some_and(|(n, _)| n == names);
+        if !hit {
+            let dir = self
+                .view
+                .walk(names, true)
+                .map_err(|e| self.walk_error(raw, e))?;
+            self.last_parent = Some((names.to_vec(), dir));
+        }
+        Ok(&self.last_parent.as_ref().expect("just set").1)
+    }
+
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<R>, dest: &Path) -> EntryResult {
+        let raw = entry
+            .path()
+            .map_err(|e| Err(self.fail(Path::new(""), e.to_string())))?
+            .into_owned();
+        let kind = entry.header().entry_type();
+        if matches!(
+            kind,
+            tar::EntryType::XGlobalHeader
+                | tar::EntryType::XHeader
+                | tar::EntryType::GNULongName
+                | tar::EntryType::GNULongLink
+        ) {
+            return Ok(());
+        }
+        let (mut names, _) = layered::clean(&raw);
+        let Some(name) = names.pop() else {
+            return Ok(()); // the root itself
+        };
+        let header = entry.header();
+        let mode = header.mode().unwrap_or(0o644) & 0o7777;
+        let uid = header.uid().unwrap_or(0) as u32;
+        let gid = header.gid().unwrap_or(0) as u32;
+        let mtime = header.mtime().unwrap_or(0) as i64;
+        let name_bytes = name.as_bytes().to_vec();
+        let parent_dir = self.parent_of(&raw, &names)?;
+        let resolved_parent = parent_dir.path.clone();
+        let parent = parent_dir
+            .top()
+            .expect("a creating walk keeps the top layer")
+            .try_clone()
+            .map_err(|e| Err(self.fail(&raw, e.to_string())))?;
+        let layer = self.layer;
+        let fail = |msg: String| {
+            Err(ImageError::Unpack {
+                layer: layer.to_string(),
+                entry: raw.display().to_string(),
+                msg,
+            })
+        };
+        // Whiteouts, in overlayfs's format.
+        if name_bytes == b".wh..wh..opq" {
+            layered::set_opaque(&parent)
+                .map_err(|e| fail(format!("marking directory opaque: {e}")))?;
+            self.last_parent = None;
+            return Ok(());
+        }
+        if let Some(hidden) = name_bytes.strip_prefix(b".wh.") {
+            if hidden.is_empty() || hidden == b"." || hidden == b".." || hidden.contains(&b'/') {
+                return Err(fail("a whiteout must name an entry of its own directory; refused".into()));
+            }
+            let target = CString::new(hidden).unwrap_or_default();
+            remove_at(&parent, &target).map_err(|e| fail(e.to_string()))?;
+            // SAFETY: mknodat of a 0:0 character device: overlayfs's whiteout.
+            if unsafe { libc::mknodat(parent.as_raw_fd(), target.as_ptr(), libc::S_IFCHR, 0) }
+                == -1
+            {
+                return Err(fail(format!("creating whiteout: {}", last_err())));
+            }
+            self.last_parent = None;
+            return Ok(());
+        }
+        let cname = cstr(&name);
+        if kind != tar::EntryType::Directory
+            && remove_at(&parent, &cname).map_err(|e| fail(e.to_string()))? == Removed::Tree
+        {
+            self.last_parent = None;
+        }
+        match kind {
+            tar::EntryType::Directory => {
+                // SAFETY: mkdirat with a valid dirfd; an existing directory is kept.
+                let r = unsafe { libc::mkdirat(parent.as_raw_fd(), cname.as_ptr(), 0o700) };
+                if r == -1 && last_err().raw_os_error() == Some(libc::EEXIST) {
+                    // Replace a non-directory of the same name.
+                    let st = layered::stat_at(&parent, &cname).map_err(|e| fail(e.to_string()))?;
+                    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                        remove_at(&parent, &cname).map_err(|e| fail(e.to_string()))?;
+                        self.last_parent = None;
+                        // SAFETY: as above.
+                        if unsafe { libc::mkdirat(parent.as_raw_fd(), cname.as_ptr(), 0o700) }
+                            == -1
+                        {
+                            return Err(fail(format!("creating directory: {}", last_err())));
+                        }
+                    }
+                } else if r == -1 {
+                    return Err(fail(format!("creating directory: {}", last_err())));
+                }
+                set_xattrs(&parent, &cname, entry).map_err(fail)?;
+                self.dirs.push(DirMeta {
+                    parent: resolved_parent,
+                    name,
+                    mode,
+                    uid,
+                    gid,
+                    mtime,
+                });
+                return Ok(());
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                let flags =
+                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+                // SAFETY: openat with a valid dirfd and one component.
+                let fd = unsafe { libc::openat(parent.as_raw_fd(), cname.as_ptr(), flags, 0o600) };
+                if fd == -1 {
+                    return Err(fail(format!("creating file: {}", last_err())));
+                }
+                // SAFETY: a fresh fd we own.
+                let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+                let mut limited = (&mut *entry).take(self.limit.saturating_sub(self.size) + 1);
+                let n = io::copy(&mut limited, &mut file).map_err(|e| {
+                    // A full disk is the store's state, not the layer's fault.
+                    if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+                        Err(ImageError::io("unpacking a layer into", dest, e))
+                    } else {
+                        Err(self.fail(&raw, format!("writing: {e}")))
+                    }
+                })?;
+                self.size += n;
+                if self.size > self.limit {
+                    return Err(Err(ImageError::TooLarge {
+                        layer: self.layer.to_string(),
+                        limit: self.limit,
+                    }));
+                }
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name()
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| fail("symlink without a target".into()))?;
+                let t = cstr(target.as_os_str());
+                // SAFETY: symlinkat with a valid dirfd; the target is only content.
+                if unsafe { libc::symlinkat(t.as_ptr(), parent.as_raw_fd(), cname.as_ptr()) } == -1
+                {
+                    return Err(fail(format!("creating symlink: {}", last_err())));
+                }
+                self.last_parent = None;
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name()
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| fail("hard link without a target".into()))?
+                    .into_owned();
+                let (mut tnames, clamped) = layered::clean(&target);
+                if clamped {
+                    return Err(fail(format!(
+                        "hard link to {} leaves the root; refused",
+                        target.display()
+                    )));
+                }
+                let Some(tname) = tnames.pop() else {
+                    return Err(fail("hard link to the root".into()));
+                };
+                let mut lpath = resolved_parent;
+                lpath.push(name);
+                if !self.link(&raw, &parent, &cname, &tnames, &tname)? {
+                    self.late_links
+                        .push((raw.clone(), lpath, [tnames, vec![tname]].concat()));
+                }
+                return Ok(());
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                let (fmt, dev) = match kind {
+                    tar::EntryType::Char => (libc::S_IFCHR, dev_of(entry)),
+                    tar::EntryType::Block => (libc::S_IFBLK, dev_of(entry)),
+                    _ => (libc::S_IFIFO, 0),
+                };
+                // SAFETY: mknodat with a valid dirfd and one component.
+                if unsafe { libc::mknodat(parent.as_raw_fd(), cname.as_ptr(), fmt | 0o600, dev) }
+                    == -1
+                {
+                    return Err(fail(format!("creating node: {}", last_err())));
+                }
+            }
+            other => return Err(fail(format!("unsupported tar entry type {other:?}"))),
+        }
+        set_meta(
+            &parent,
+            &cname,
+            kind == tar::EntryType::Symlink,
+            mode,
+            uid,
+            gid,
+            mtime,
+        )
+        .map_err(|e| fail(e.to_string()))?;
+        if kind != tar::EntryType::Symlink {
+            set_xattrs(&parent, &cname, entry).map_err(fail)?;
+        }
+        Ok(())
+    }
+
+    /// Hard-links `cname` in `parent` to the file `tdir/tname` of the merged
+    /// tree (the top-most layer that has it). False when no layer has it yet.
+    fn link(
+        &self,
+        raw: &Path,
+        parent: &OwnedFd,
+        cname: &CStr,
+        tdir: &[OsString],
+        tname: &OsString,
+    ) -> std::result::Result<bool, std::result::Result<Stop, ImageError>> {
+        let dir = match self.view.walk(tdir, false) {
+            Ok(d) => d,
+            Err(WalkError::NotFound(_)) => return Ok(false),
+            Err(e) => return Err(self.walk_error(raw, e)),
+        };
+        let tc = cstr(tname);
+        let entry = self
+            .view
+            .lookup(&dir, &tc)
+            .map_err(|e| Err(self.fail(raw, e.to_string())))?;
+        let layer = match entry {
+            Entry::Other(i) | Entry::Symlink(i, _) => i,
+            Entry::Dir(_) => return Err(Err(self.fail(raw, "hard link to a directory; refused"))),
+            Entry::Missing if self.view.parents_unknown() => return Err(Ok(Stop)),
+            Entry::Missing | Entry::Whiteout(_) => return Ok(false),
+        };
+        let from = dir.layers[layer].as_ref().expect("found in that layer");
+        // SAFETY: linkat without AT_SYMLINK_FOLLOW: links the entry itself.
+        if unsafe {
+            libc::linkat(
+                from.as_raw_fd(),
+                tc.as_ptr(),
+                parent.as_raw_fd(),
+                cname.as_ptr(),
+                0,
+            )
+        } == -1
+        {
+            return Err(Err(self.fail(raw, format!("hard link: {}", last_err()))));
+        }
+        Ok(true)
+    }
+
+    /// Links that came before their targets, then directory metadata, deepest
+    /// first.
+    fn finish(&mut self, dest: &Path) -> Result<()> {
+        for (raw, lpath, tpath) in std::mem::take(&mut self.late_links) {
+            let (lname, ldir) = lpath.split_last().expect("a link has a name");
+            let (tname, tdir) = tpath.split_last().expect("a target has a name");
+            let parent = layered::walk_top(self.view.top(), ldir)
+                .map_err(|e| ImageError::io("reopening", dest.join(&raw), e))?;
+            match self.link(&raw, &parent, &cstr(lname), tdir, tname) {
+                Ok(true) => {}
+                Ok(false) | Err(Ok(Stop)) => {
+                    return Err(self.fail(
+                        &raw,
+                        format!(
+                            "hard link target /{} is in no layer of the image",
+                            tpath.iter().collect::<PathBuf>().display()
+                        ),
+                    ));
+                }
+                Err(Err(e)) => return Err(e),
+            }
+        }
+        self.dirs
+            .sort_by_key(|d| std::cmp::Reverse(d.parent.len()));
+        for d in &self.dirs {
+            // A directory that a later entry replaced has no metadata to restore.
+            let Ok(parent) = layered::walk_top(self.view.top(), &d.parent) else {
+                continue;
+            };
+            match set_meta(&parent, &cstr(&d.name), false, d.mode, d.uid, d.gid, d.mtime) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                r => r.map_err(|e| ImageError::io("setting metadata of", dest.join(&d.name), e))?,
+            }
+        }
+        Ok(())
+    }
 }
 
 fn dev_of<R: Read>(e: &tar::Entry<R>) -> libc::dev_t {
@@ -438,23 +525,6 @@ fn dev_of<R: Read>(e: &tar::Entry<R>) -> libc::dev_t {
         h.device_major().ok().flatten().unwrap_or(0),
         h.device_minor().ok().flatten().unwrap_or(0),
     )
-}
-
-fn stat_at(dir: &OwnedFd, name: &CString) -> io::Result<libc::stat> {
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstatat with a valid dirfd and out pointer.
-    if unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            &mut st,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    } == -1
-    {
-        return Err(last_err());
-    }
-    Ok(st)
 }
 
 fn set_meta(
@@ -500,6 +570,12 @@ fn set_meta(
     Ok(())
 }
 
+/// Whether an extended attribute from a layer is written (see the module's doc).
+fn xattr_allowed(name: &str) -> bool {
+    !(name.starts_with("trusted.") || name.starts_with("security."))
+        || name == "security.capability"
+}
+
 fn set_xattrs<R: Read>(
     dir: &OwnedFd,
     name: &CString,
@@ -513,6 +589,9 @@ fn set_xattrs<R: Read>(
         let Some(attr) = key.strip_prefix("SCHILY.xattr.") else {
             continue;
         };
+        if !xattr_allowed(attr) {
+            continue;
+        }
         let path = CString::new(format!(
             "/proc/self/fd/{}/{}",
             dir.as_raw_fd(),
@@ -526,60 +605,6 @@ fn set_xattrs<R: Read>(
             == -1
         {
             return Err(format!("setting xattr {attr}: {}", last_err()));
-        }
-    }
-    Ok(())
-}
-
-/// Resolves hard links deferred to lower layers: finds each target in `lowers`
-/// (top first, each a layer root) and links it into `dest`.
-pub fn resolve_deferred_links(
-    dest: &Path,
-    lowers: &[PathBuf],
-    links: &[(PathBuf, PathBuf)],
-    layer: &str,
-) -> Result<()> {
-    let root = crate::sys_open_dir(dest).map_err(|e| ImageError::io("opening", dest, e))?;
-    for (link, target) in links {
-        let fail = |msg: String| ImageError::Unpack {
-            layer: layer.to_string(),
-            entry: link.display().to_string(),
-            msg,
-        };
-        let mut lcomps = components(layer, link)?;
-        let lname = lcomps.pop().ok_or_else(|| fail("empty link".into()))?;
-        let mut tcomps = components(layer, target)?;
-        let tname = tcomps.pop().ok_or_else(|| fail("empty target".into()))?;
-        let ldir = open_dirs(&root, &lcomps, false).map_err(|e| fail(e.to_string()))?;
-        let mut done = false;
-        for lower in lowers {
-            let Ok(lroot) = crate::sys_open_dir(lower) else {
-                continue;
-            };
-            let Ok(tdir) = open_dirs(&lroot, &tcomps, false) else {
-                continue;
-            };
-            let (tc, lc) = (cstr(&tname), cstr(&lname));
-            // SAFETY: linkat between two directories of the same store, no following.
-            if unsafe {
-                libc::linkat(
-                    tdir.as_raw_fd(),
-                    tc.as_ptr(),
-                    ldir.as_raw_fd(),
-                    lc.as_ptr(),
-                    0,
-                )
-            } == 0
-            {
-                done = true;
-                break;
-            }
-        }
-        if !done {
-            return Err(fail(format!(
-                "hard link target {} is in no layer of the image",
-                target.display()
-            )));
         }
     }
     Ok(())
