@@ -141,7 +141,8 @@ fn records(root: &Path) -> Vec<(PathBuf, Value)> {
         .flatten()
         .flatten()
         .filter_map(|e| {
-            let v = serde_json::from_slice(&std::fs::read(e.path().join("berth.json")).ok()?).ok()?;
+            let v =
+                serde_json::from_slice(&std::fs::read(e.path().join("berth.json")).ok()?).ok()?;
             Some((e.path(), v))
         })
         .collect();

@@ -92,7 +92,14 @@ pub fn command_runs(rootfs: &Path, process: &Value) -> Result<(), (String, i32)>
     } else {
         path_var
             .split(':')
-            .map(|d| if d.is_empty() { cwd.clone() } else { cwd.join(d) }.join(prog))
+            .map(|d| {
+                if d.is_empty() {
+                    cwd.clone()
+                } else {
+                    cwd.join(d)
+                }
+                .join(prog)
+            })
             .collect()
     };
     let mut refused = None;
@@ -136,8 +143,7 @@ mod tests {
         std::fs::create_dir_all(r.join("usr/bin")).unwrap();
         std::os::unix::fs::symlink("usr/bin", r.join("bin")).unwrap();
         std::fs::write(r.join("usr/bin/tool"), "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(r.join("usr/bin/tool"), PermissionsExt::from_mode(0o755))
-            .unwrap();
+        std::fs::set_permissions(r.join("usr/bin/tool"), PermissionsExt::from_mode(0o755)).unwrap();
         std::fs::write(r.join("usr/bin/data"), "").unwrap();
         // An absolute symlink resolves inside the rootfs, not on the host.
         std::os::unix::fs::symlink("/usr/bin/tool", r.join("usr/bin/alias")).unwrap();

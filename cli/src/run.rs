@@ -135,7 +135,10 @@ pub fn run(
     let image_config = store.config_json(&rec).map_err(|e| fail(e.to_string()))?;
     // As docker: a 64-hex ID, and a name apart from it (given, or made up).
     let id = random_id();
-    let name = a.name.clone().unwrap_or_else(|| format!("berth_{}", &id[..12]));
+    let name = a
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("berth_{}", &id[..12]));
     if name.is_empty()
         || !name
             .bytes()

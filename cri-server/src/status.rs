@@ -25,9 +25,7 @@ pub fn image(e: ImageError) -> Status {
         ImageError::Registry { .. }
         | ImageError::Io { .. }
         | ImageError::Invalid { .. }
-        | ImageError::AllHostsFailed { .. } => {
-            Status::internal(msg)
-        }
+        | ImageError::AllHostsFailed { .. } => Status::internal(msg),
     }
 }
 

@@ -38,7 +38,11 @@ impl std::fmt::Display for WalkError {
         match self {
             WalkError::NeedsParents => write!(f, "resolving it needs the parent layers"),
             WalkError::NotADirectory(p) => {
-                write!(f, "its path runs through /{}, which is not a directory", p.display())
+                write!(
+                    f,
+                    "its path runs through /{}, which is not a directory",
+                    p.display()
+                )
             }
             WalkError::NotFound(p) => write!(f, "/{} is in no layer of the image", p.display()),
             WalkError::TooManyLinks => write!(f, "its path follows more than 40 symlinks"),

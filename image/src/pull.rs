@@ -187,7 +187,9 @@ impl ImageStore {
                     found = Some((host.clone(), bytes.to_vec(), digest));
                     break;
                 }
-                Err(e) => answers.push((host.clone(), i + 1 < hosts.len(), map_err(&image, host, e))),
+                Err(e) => {
+                    answers.push((host.clone(), i + 1 < hosts.len(), map_err(&image, host, e)))
+                }
             }
         }
         let Some((host, top_raw, _)) = found else {
@@ -368,9 +370,11 @@ impl ImageStore {
                 let (digest, media_type, _) = layers[*i].clone();
                 let blob = self.content.path(&digest)?;
                 let (fs2, diff_id) = (fs.clone(), diff_ids[*i].clone());
-                background(move || reapply(&blob, &media_type, &fs2, &below, &digest, &diff_id, limit))
-                    .await
-                    .inspect_err(|_| self.sweep_prepared())?;
+                background(move || {
+                    reapply(&blob, &media_type, &fs2, &below, &digest, &diff_id, limit)
+                })
+                .await
+                .inspect_err(|_| self.sweep_prepared())?;
             }
             lowers.push(match done {
                 Some((fs, _)) => fs.clone(),
@@ -480,15 +484,16 @@ impl ImageStore {
             let unpacked = crate::unpack::unpack_layer(decoded, &fs2, &layer, limit, parents)?;
             std::io::copy(&mut tee, &mut std::io::sink())
                 .map_err(|e| ImageError::io("reading layer", &fs2, e))?;
-            if let Some(w) = tee.writer.take() {
-                w.commit()?;
-            }
+            // The layer must be the config's before its blob is kept.
             if unpacked.diff_id != diff_id_want {
                 return Err(ImageError::DiffIdMismatch {
                     layer,
                     expected: diff_id_want,
                     actual: unpacked.diff_id,
                 });
+            }
+            if let Some(w) = tee.writer.take() {
+                w.commit()?;
             }
             Ok(unpacked.needs_parents)
         });
@@ -500,7 +505,10 @@ impl ImageStore {
                     transfer_error = Some(ImageError::SizeMismatch {
                         digest: digest.to_string(),
                         declared: size,
-                        sent: format!("{} (its Content-Length)", stream.content_length.unwrap_or(0)),
+                        sent: format!(
+                            "{} (its Content-Length)",
+                            stream.content_length.unwrap_or(0)
+                        ),
                     });
                     let _ = tx.send(Err(std::io::Error::other("size mismatch"))).await;
                 }
@@ -574,11 +582,7 @@ impl ImageStore {
         self.finish_layer(fs, result)
     }
 
-    fn finish_layer(
-        &self,
-        fs: PathBuf,
-        result: Result<bool>,
-    ) -> Result<Fetched> {
+    fn finish_layer(&self, fs: PathBuf, result: Result<bool>) -> Result<Fetched> {
         match result {
             Ok(again) => Ok((fs, again)),
             Err(e) => {

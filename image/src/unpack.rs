@@ -291,13 +291,14 @@ impl Apply<'_> {
         }
         if let Some(hidden) = name_bytes.strip_prefix(b".wh.") {
             if hidden.is_empty() || hidden == b"." || hidden == b".." || hidden.contains(&b'/') {
-                return Err(fail("a whiteout must name an entry of its own directory; refused".into()));
+                return Err(fail(
+                    "a whiteout must name an entry of its own directory; refused".into(),
+                ));
             }
             let target = CString::new(hidden).unwrap_or_default();
             remove_at(&parent, &target).map_err(|e| fail(e.to_string()))?;
             // SAFETY: mknodat of a 0:0 character device: overlayfs's whiteout.
-            if unsafe { libc::mknodat(parent.as_raw_fd(), target.as_ptr(), libc::S_IFCHR, 0) }
-                == -1
+            if unsafe { libc::mknodat(parent.as_raw_fd(), target.as_ptr(), libc::S_IFCHR, 0) } == -1
             {
                 return Err(fail(format!("creating whiteout: {}", last_err())));
             }
@@ -321,8 +322,7 @@ impl Apply<'_> {
                         remove_at(&parent, &cname).map_err(|e| fail(e.to_string()))?;
                         self.last_parent = None;
                         // SAFETY: as above.
-                        if unsafe { libc::mkdirat(parent.as_raw_fd(), cname.as_ptr(), 0o700) }
-                            == -1
+                        if unsafe { libc::mkdirat(parent.as_raw_fd(), cname.as_ptr(), 0o700) } == -1
                         {
                             return Err(fail(format!("creating directory: {}", last_err())));
                         }
@@ -342,8 +342,11 @@ impl Apply<'_> {
                 return Ok(());
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                let flags =
-                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+                let flags = libc::O_CREAT
+                    | libc::O_EXCL
+                    | libc::O_WRONLY
+                    | libc::O_NOFOLLOW
+                    | libc::O_CLOEXEC;
                 // SAFETY: openat with a valid dirfd and one component.
                 let fd = unsafe { libc::openat(parent.as_raw_fd(), cname.as_ptr(), flags, 0o600) };
                 if fd == -1 {
@@ -503,14 +506,21 @@ impl Apply<'_> {
                 Err(Err(e)) => return Err(e),
             }
         }
-        self.dirs
-            .sort_by_key(|d| std::cmp::Reverse(d.parent.len()));
+        self.dirs.sort_by_key(|d| std::cmp::Reverse(d.parent.len()));
         for d in &self.dirs {
             // A directory that a later entry replaced has no metadata to restore.
             let Ok(parent) = layered::walk_top(self.view.top(), &d.parent) else {
                 continue;
             };
-            match set_meta(&parent, &cstr(&d.name), false, d.mode, d.uid, d.gid, d.mtime) {
+            match set_meta(
+                &parent,
+                &cstr(&d.name),
+                false,
+                d.mode,
+                d.uid,
+                d.gid,
+                d.mtime,
+            ) {
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                 r => r.map_err(|e| ImageError::io("setting metadata of", dest.join(&d.name), e))?,
             }
@@ -639,7 +649,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let layer = dir.path().join("fs");
         std::fs::create_dir(&layer).unwrap();
-        let r = unpack_layer(tar, &layer, "test", 1 << 20);
+        let r = unpack_layer(tar, &layer, "test", 1 << 20, Parents::None);
         (dir, r)
     }
 
@@ -661,25 +671,49 @@ mod tests {
     }
 
     #[test]
-    fn hostile_entries_are_refused_and_nothing_leaves_the_layer() {
+    fn paths_are_clamped_inside_the_root_and_nothing_leaves_it() {
         let outside = tempfile::tempdir().unwrap();
         let o = outside.path().display().to_string();
-        let cases: Vec<Vec<u8>> = vec![
-            tar_of(&[("../escape", tar::EntryType::Regular, b"x", None)]),
-            tar_of(&[("a/../../escape", tar::EntryType::Regular, b"x", None)]),
-            tar_of(&[(&format!("{o}/abs"), tar::EntryType::Regular, b"x", None)]),
-            tar_of(&[
-                ("l", tar::EntryType::Symlink, b"", Some(&o)),
-                ("l/through", tar::EntryType::Regular, b"x", None),
-            ]),
+        let clamped: Vec<(Vec<u8>, String)> = vec![
+            (
+                tar_of(&[("../escape", tar::EntryType::Regular, b"x", None)]),
+                "escape".into(),
+            ),
+            (
+                tar_of(&[("a/../../escape", tar::EntryType::Regular, b"x", None)]),
+                "escape".into(),
+            ),
+            (
+                tar_of(&[(&format!("{o}/abs"), tar::EntryType::Regular, b"x", None)]),
+                format!("{}/abs", o.trim_start_matches('/')),
+            ),
+            (
+                tar_of(&[
+                    ("l", tar::EntryType::Symlink, b"", Some(&o)),
+                    ("l/through", tar::EntryType::Regular, b"x", None),
+                ]),
+                format!("{}/through", o.trim_start_matches('/')),
+            ),
+        ];
+        for (i, (t, inside)) in clamped.iter().enumerate() {
+            let (dir, r) = unpack(t);
+            r.unwrap_or_else(|e| panic!("case {i}: {e}"));
+            assert!(
+                dir.path().join("fs").join(inside).is_file(),
+                "case {i}: {inside}"
+            );
+        }
+        for (i, t) in [
             tar_of(&[("h", tar::EntryType::Link, b"", Some("../../etc/passwd"))]),
             tar_of(&[("d/.wh...", tar::EntryType::Regular, b"", None)]),
-        ];
-        for (i, t) in cases.iter().enumerate() {
+        ]
+        .iter()
+        .enumerate()
+        {
             let (_dir, r) = unpack(t);
             assert!(
                 matches!(r, Err(ImageError::Unpack { .. })),
-                "case {i}: {r:?}"
+                "refused {i}: {r:?}"
             );
         }
         assert_eq!(
@@ -690,6 +724,48 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_that_needs_the_parents_stops_the_first_pass() {
+        let t = tar_of(&[
+            ("here/", tar::EntryType::Directory, b"", None),
+            ("here/a", tar::EntryType::Regular, b"a", None),
+            ("lib/x.so", tar::EntryType::Regular, b"x", None),
+            ("late", tar::EntryType::Regular, b"late", None),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let r = unpack_layer(t.as_slice(), dir.path(), "t", 1 << 20, Parents::Unknown).unwrap();
+        assert!(r.needs_parents);
+        assert_eq!(
+            r.diff_id,
+            crate::store::sha256_digest(&t),
+            "the whole stream is hashed"
+        );
+        // Onto a parent with lib -> usr/lib, the same layer lands through it.
+        let lower = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(lower.path().join("usr/lib")).unwrap();
+        std::os::unix::fs::symlink("usr/lib", lower.path().join("lib")).unwrap();
+        let top = tempfile::tempdir().unwrap();
+        let below = [lower.path().to_path_buf()];
+        let r = unpack_layer(
+            t.as_slice(),
+            top.path(),
+            "t",
+            1 << 20,
+            Parents::Known(&below),
+        )
+        .unwrap();
+        assert!(!r.needs_parents);
+        assert_eq!(
+            std::fs::read(top.path().join("usr/lib/x.so")).unwrap(),
+            b"x"
+        );
+        assert!(
+            !top.path().join("lib").exists(),
+            "the symlink is not hidden"
+        );
+        assert_eq!(std::fs::read(top.path().join("late")).unwrap(), b"late");
+    }
+
+    #[test]
     fn size_bound_stops_a_bomb() {
         let big = vec![0u8; 4096];
         let t = tar_of(&[
@@ -697,7 +773,7 @@ mod tests {
             ("b", tar::EntryType::Regular, &big, None),
         ]);
         let dir = tempfile::tempdir().unwrap();
-        let r = unpack_layer(t.as_slice(), dir.path(), "bomb", 6000);
+        let r = unpack_layer(t.as_slice(), dir.path(), "bomb", 6000, Parents::None);
         assert!(
             matches!(r, Err(ImageError::TooLarge { limit: 6000, .. })),
             "{r:?}"

@@ -5,6 +5,7 @@
 pub mod berthd;
 pub mod census;
 pub mod cri;
+pub mod hostile_registry;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
