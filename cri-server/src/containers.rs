@@ -372,7 +372,7 @@ pub async fn remove(d: &Arc<Daemon>, id: &str) -> Result<(), Status> {
     });
     d.save_container(&rec)?;
     crash::point("remove:record");
-    d.delete_in_runtime(&rec.id).await;
+    d.delete_in_runtime(&rec.id, &rec.cgroups_path).await;
     crash::point("remove:deleted");
     let dir = d.paths.container_dir(&rec.id);
     berth_image::snapshot::unmount_rootfs(&dir.join("rootfs")).ok();

@@ -173,7 +173,7 @@ impl Daemon {
     /// Removes everything the runtime holds of `id`: `delete --force`, then the
     /// state directory of a create that was killed before it saved its state (the
     /// runtime claims the directory first and knows nothing of it afterwards).
-    pub async fn delete_in_runtime(&self, id: &str) {
+    pub async fn delete_in_runtime(&self, id: &str, cgroups_path: &str) {
         if let Err(e) = self.runtime(&["delete", "--force", id]).await
             && !e.contains("does not exist")
             && !e.contains("not found")
@@ -183,6 +183,10 @@ impl Daemon {
         let dir = self.bins.runtime_root.join(id);
         if dir.exists() && !dir.join("state.json").exists() {
             tracing::warn!(container = %id, "removing the state of a runtime create that died");
+            // Its cgroups too: the runtime made them before it could record them.
+            if !cgroups_path.is_empty() {
+                crate::cgroup_sweep::remove(cgroups_path);
+            }
             if let Err(e) = std::fs::remove_dir_all(&dir)
                 && e.kind() != std::io::ErrorKind::NotFound
             {
@@ -397,7 +401,7 @@ impl Daemon {
             let id = e.file_name().to_string_lossy().to_string();
             if !known(&id) {
                 tracing::warn!(id = %id, "deleting an orphaned runtime container");
-                self.delete_in_runtime(&id).await;
+                self.delete_in_runtime(&id, "").await;
             }
         }
         for e in std::fs::read_dir(self.paths.state.join("shims"))

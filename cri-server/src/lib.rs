@@ -12,10 +12,12 @@
 //! - `shim`: berthd's side of berth-shim
 //! - `cni`, `netns`: pod networking
 //! - `stats`: cgroup usage
+//! - `cgroup_sweep`: the cgroups of a runtime create that was killed
 //! - `metrics`: per-RPC counts and latencies for Prometheus
 //! - `status`: the one place where typed errors become gRPC codes
 //! - `validate`: request fields checked before anything is made
 
+pub mod cgroup_sweep;
 pub mod cni;
 pub mod config;
 pub mod containers;

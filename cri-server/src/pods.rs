@@ -501,7 +501,8 @@ pub async fn remove(d: &Arc<Daemon>, id: &str) -> Result<(), Status> {
     crash::point("remove-pod:record");
     stop_locked(d, &obj).await?;
     crash::point("remove-pod:stopped");
-    d.delete_in_runtime(&id).await;
+    d.delete_in_runtime(&id, &format!("{}/{}", rec.cgroup_parent, rec.id))
+        .await;
     crash::point("remove-pod:deleted");
     let dir = d.paths.pod_dir(&id);
     unmount_under(&dir);

@@ -202,6 +202,25 @@ async fn bad_calls_get_the_right_codes() {
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
     assert!(e.message().contains("no-such-image"));
+    // Through the mirror, whose registry answers 404, to an upstream that cannot
+    // be reached: NotFound, and the text says what each host answered (kubelet
+    // shows it in the ErrImagePull event).
+    let e = img
+        .pull_image(PullImageRequest {
+            image: spec("registry.berth.test/library/no-such-image:latest"),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    assert!(
+        e.message().contains(&format!(
+            "mirror {}: manifest unknown (404)",
+            registry_addr()
+        )) && e.message().contains("registry.berth.test: unreachable"),
+        "{}",
+        e.message()
+    );
     assert_eq!(
         code(
             img.pull_image(PullImageRequest {

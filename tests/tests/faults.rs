@@ -434,10 +434,14 @@ async fn the_runtime_killed_mid_create_leaves_nothing_half_made() {
     let pc = pod_config("rtkill", &logs, &parent.0);
     let pod = c.run_pod(&pc).await.unwrap();
     let mut failed = 0;
-    for (i, ms) in [0.001, 0.003, 0.006, 0.01, 0.02, 0.04, 0.08]
-        .iter()
-        .enumerate()
-    {
+    // Under CPU load (two busy loops beside the runtime), so that the kills land
+    // in every window of create, the one after the state dir is claimed too.
+    let _load = Burners::start(2);
+    let delays = [
+        0.001, 0.002, 0.003, 0.004, 0.006, 0.008, 0.01, 0.013, 0.016, 0.02, 0.025, 0.03, 0.04,
+        0.05, 0.06, 0.08, 0.1, 0.13,
+    ];
+    for (i, ms) in delays.iter().enumerate() {
         std::fs::write(&delay, ms.to_string()).unwrap();
         let cc = container_config(&format!("c{i}"), BUSYBOX, &["sleep", "3600"]);
         match c.create(&pod, &pc, &cc).await {
@@ -531,4 +535,31 @@ async fn a_full_disk_during_a_pull_is_a_clear_error_and_the_store_stays_whole() 
     c.start(&id).await.unwrap();
     c.pull(BUSYBOX).await.unwrap();
     c.remove_all().await;
+}
+
+/// Busy loops that burn CPU until dropped, whatever the test's outcome.
+struct Burners(Vec<std::process::Child>);
+
+impl Burners {
+    fn start(n: usize) -> Burners {
+        Burners(
+            (0..n)
+                .map(|_| {
+                    std::process::Command::new("sh")
+                        .args(["-c", "while :; do :; done"])
+                        .spawn()
+                        .expect("sh")
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Burners {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }

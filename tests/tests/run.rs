@@ -27,12 +27,20 @@ fn run_prints_exits_with_the_code_and_rm_leaves_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "hello from berth\nberth-run-te\n"
-    );
+    // The hostname is the short ID, as docker's and podman's.
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let (hello, host) = stdout.split_once('\n').unwrap();
+    assert_eq!(hello, "hello from berth");
+    let short_id = host.trim();
     assert!(
-        !root.path().join("cli/containers/berth-run-test").exists(),
+        short_id.len() == 12 && short_id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_dir(root.path().join("cli/containers"))
+            .unwrap()
+            .count(),
+        0,
         "--rm removes the container"
     );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -41,13 +49,12 @@ fn run_prints_exits_with_the_code_and_rm_leaves_nothing() {
         "no mount left"
     );
     for h in ["pids", "memory", ""] {
-        assert!(
-            !Path::new("/sys/fs/cgroup")
-                .join(h)
-                .join("berth/berth-run-test")
-                .exists(),
-            "no cgroup left"
-        );
+        let left = std::fs::read_dir(Path::new("/sys/fs/cgroup").join(h).join("berth"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(short_id));
+        assert!(!left, "no cgroup left in {h}");
     }
 }
 
@@ -82,6 +89,34 @@ fn flags_override_the_image_config() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("1000\nbar\n/tmp\n"), "{text}");
     assert!(text.contains("Read-only file system"), "{text}");
+}
+
+#[test]
+fn a_command_not_found_is_127_and_one_not_executable_is_126() {
+    require_root();
+    let root = tempfile::tempdir().unwrap();
+    let image = format!("{}/library/busybox:latest", registry_addr());
+    for (cmd, code, says) in [
+        ("nosuchcmd", 127, "not found in $PATH"),
+        ("/no/such/path", 127, "no such file"),
+        ("/etc/passwd", 126, "permission denied"),
+        ("/etc", 126, "permission denied"),
+    ] {
+        let out = berth(
+            root.path(),
+            &["run", "--rm", "--network", "none", &image, cmd],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{cmd}: {err}");
+        assert!(err.contains(says) && err.contains(cmd), "{cmd}: {err}");
+    }
+    assert_eq!(
+        std::fs::read_dir(root.path().join("cli/containers"))
+            .unwrap()
+            .count(),
+        0,
+        "a command that cannot run leaves no container behind"
+    );
 }
 
 #[test]
@@ -144,10 +179,27 @@ fn detached_logs_exec_stop_rm_volumes_and_a_terminal() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), name);
+    // As docker: -d prints the full ID, whatever the name.
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
     std::thread::sleep(std::time::Duration::from_millis(500));
     let ps = String::from_utf8_lossy(&b(&["ps"]).stdout).to_string();
-    assert!(ps.contains(&name) && ps.contains("Up"), "{ps}");
+    assert!(
+        ps.contains(&name) && ps.contains(&id[..12]) && ps.contains("Up"),
+        "ps shows the short ID and the name: {ps}"
+    );
+    // A unique prefix of the ID finds it too.
+    let inspect = String::from_utf8_lossy(&b(&["inspect", &id[..8]]).stdout).to_string();
+    assert!(inspect.contains(&name), "{inspect}");
+    let taken = b(&["run", "-d", "--name", &name, &image, "true"]);
+    assert_eq!(taken.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&taken.stderr).contains("already in use"),
+        "a name is taken once"
+    );
     let logs = String::from_utf8_lossy(&b(&["logs", &name]).stdout).to_string();
     assert!(logs.starts_with("from the host\ntick 0\n"), "{logs}");
     let out = b(&["exec", &name, "sh", "-c", "echo in exec; touch /data/x"]);
@@ -170,7 +222,8 @@ fn detached_logs_exec_stop_rm_volumes_and_a_terminal() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let dir = root.path().join("cli/containers").join(&gone);
+    let gone_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let dir = root.path().join("cli/containers").join(&gone_id);
     for _ in 0..100 {
         if !dir.exists() {
             break;
