@@ -401,3 +401,24 @@ pub fn berth(root: &Path, args: &[&str]) -> Output {
         .output()
         .expect("berth")
 }
+
+/// The stdout of a command that must have succeeded (else its output is shown).
+pub fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The stderr of a command that must have failed.
+pub fn err(o: &Output) -> String {
+    assert!(
+        !o.status.success(),
+        "expected a failure: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

@@ -1,26 +1,9 @@
 //! The image store end to end, through the `berth` CLI, against real registries.
 
-use berth_tests::{TestRegistry, berth, bin, registry_addr, require_root, testimages_dir};
+use berth_tests::{
+    TestRegistry, berth, bin, err, ok, registry_addr, require_root, testimages_dir,
+};
 use std::path::Path;
-
-fn ok(o: &std::process::Output) -> String {
-    assert!(
-        o.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &std::process::Output) -> String {
-    assert!(
-        !o.status.success(),
-        "expected a failure: {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn digest_of(name: &str) -> String {
     let tsv = std::fs::read_to_string(testimages_dir().join("digests.tsv")).unwrap();

@@ -4,31 +4,12 @@
 //! so this binary needs nothing but the busybox test image's base layer.
 
 use berth_tests::hostile_registry::{Body, HostileRegistry, Image, digest, tar_of};
-use berth_tests::{berth, require_root, testimages_dir};
+use berth_tests::{berth, err, ok, require_root, testimages_dir};
 use std::ffi::CString;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use tar::EntryType as T;
-
-fn ok(o: &std::process::Output) -> String {
-    assert!(
-        o.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &std::process::Output) -> String {
-    assert!(
-        !o.status.success(),
-        "expected a failure: {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// The busybox test image's layer, uncompressed: a base that runs `sh`.
 fn busybox_layer() -> Vec<u8> {
