@@ -4,6 +4,7 @@
 
 use crate::cgroups::{self, Cgroup};
 use crate::error::{Error, Result};
+use crate::guard::{Guard, Undo};
 use crate::init::{self, Init};
 use crate::namespaces::{self, Plan};
 use crate::spec::{self, Bundle};
@@ -48,30 +49,50 @@ pub fn needs_sealed_runtime(spec: &oci_spec::runtime::Spec) -> bool {
     !new_pid || start_hooks
 }
 
-/// Undoes a half-made create: the init process, the cgroups, the state dir.
+/// Undoes a half-made create: the init process, the cgroups, the mounts made in
+/// the runtime's namespace, the state dir. Then, whatever the outcome, tells the
+/// guard that `create` ended by itself.
 struct Rollback<'a> {
     root: &'a Root,
     id: &'a str,
     pid: i32,
     cgroup: Option<Cgroup>,
+    host_rootfs: Option<PathBuf>,
+    guard: Option<Guard>,
     armed: bool,
 }
 
 impl Drop for Rollback<'_> {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
+        if self.armed {
+            if self.pid > 0 {
+                // SAFETY: signalling and reaping our own child.
+                unsafe { libc::kill(self.pid, libc::SIGKILL) };
+                let _ = sys::waitpid(self.pid);
+            }
+            if let Some(cg) = &self.cgroup {
+                cg.kill_all(Duration::from_secs(5));
+                let _ = cg.destroy();
+            }
+            if let Some(r) = &self.host_rootfs {
+                crate::rootfs::unmount_under(r);
+            }
+            let _ = self.root.remove(self.id);
         }
-        if self.pid > 0 {
-            // SAFETY: signalling and reaping our own child.
-            unsafe { libc::kill(self.pid, libc::SIGKILL) };
-            let _ = sys::waitpid(self.pid);
+        if let Some(g) = &mut self.guard {
+            g.done();
         }
-        if let Some(cg) = &self.cgroup {
-            let _ = cg.destroy();
-        }
-        let _ = self.root.remove(self.id);
     }
+}
+
+/// Whether the container sets up its rootfs in the runtime's own mount namespace
+/// (the config lists no mount namespace: it is inherited, as in runc).
+pub fn uses_host_mount_ns(spec: &oci_spec::runtime::Spec) -> bool {
+    !spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Mount))
 }
 
 /// Creates the container; returns its record. The init process is our child.
@@ -116,14 +137,26 @@ fn create_with_console(
         namespaces::setns(&fd, t)?;
     }
 
+    let cgroup = Cgroup::for_container(linux.cgroups_path().as_deref(), opts.id)?;
+    let host_rootfs = uses_host_mount_ns(&bundle.spec).then(|| bundle.rootfs.clone());
     let dir = root.claim(opts.id)?;
     let mut rollback = Rollback {
         root,
         id: opts.id,
         pid: 0,
         cgroup: None,
+        host_rootfs: host_rootfs.clone(),
+        guard: None,
         armed: true,
     };
+    // SAFETY: this process is single-threaded.
+    rollback.guard = Some(unsafe {
+        Guard::spawn(Undo {
+            cgroup: cgroup.clone(),
+            state_dir: dir.clone(),
+            host_rootfs: host_rootfs.clone(),
+        })
+    }?);
 
     let fifo_path = dir.join(EXEC_FIFO);
     let c = sys::cstring(&fifo_path);
@@ -134,7 +167,6 @@ fn create_with_console(
     let fifo =
         sys::open(&fifo_path, libc::O_PATH).map_err(|e| Error::path("opening", &fifo_path, e))?;
 
-    let cgroup = Cgroup::for_container(linux.cgroups_path().as_deref(), opts.id)?;
     timing::mark(&mut t, "state dir and fifo");
     cgroup.create()?;
     timing::mark(&mut t, "cgroup directories");
@@ -179,6 +211,11 @@ fn create_with_console(
         .map_err(|e| Error::sys("clone of container init", e))?;
     if pid == 0 {
         drop(parent_sock);
+        // The guard must see end of file when `create` dies, not when the init does.
+        if let Some(fd) = rollback.guard.as_ref().and_then(Guard::raw_fd) {
+            // SAFETY: closing this process's copy of the pipe; never used again here.
+            unsafe { libc::close(fd) };
+        }
         init::main(Init {
             bundle,
             ns: &plan,
@@ -226,6 +263,7 @@ fn create_with_console(
         cgroup: cgroup.clone(),
         hooks: bundle.spec.hooks().clone(),
         oci_version: bundle.spec.version().clone(),
+        host_mounts: host_rootfs.is_some(),
     };
     let state_json = serde_json::to_vec(&record.output(Status::Creating)).unwrap_or_default();
     let mut go = b"G".to_vec();
@@ -242,11 +280,13 @@ fn create_with_console(
                     "prestart",
                     hooks.and_then(|h| h.prestart().as_ref()),
                     &state_json,
+                    None,
                 )?;
                 crate::hooks::run(
                     "createRuntime",
                     hooks.and_then(|h| h.create_runtime().as_ref()),
                     &state_json,
+                    None,
                 )?;
                 sys::send(&parent_sock, b"C")
                     .map_err(|e| Error::sys("resuming container init", e))?;
@@ -372,6 +412,7 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
         "poststart",
         rec.hooks.as_ref().and_then(|h| h.poststart().as_ref()),
         &state_json,
+        None,
     )
 }
 
@@ -457,6 +498,11 @@ pub fn kill(root: &Root, id: &str, signal: i32, all: bool) -> Result<()> {
         // Frozen tasks die only once thawed.
         cgroups::set_frozen(&paths, rec.cgroup.v2, false)?;
     }
+    if signal == libc::SIGKILL {
+        // SIGKILL cannot be caught: wait (briefly) until it has done its work, so
+        // a `delete` right after this `kill` finds the container stopped.
+        wait_gone(&rec, Duration::from_secs(2));
+    }
     Ok(())
 }
 
@@ -467,7 +513,16 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
         Err(Error::NotFound(_)) if force => return Ok(()),
         Err(e) => return Err(e),
     };
-    let status = rec.status(root);
+    let mut status = rec.status(root);
+    if !force && matches!(status, Status::Running) {
+        // A short-lived process released by `start` a moment ago may be exiting
+        // right now: give it a moment before calling it running.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while status == Status::Running && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            status = rec.status(root);
+        }
+    }
     match status {
         Status::Stopped | Status::Created => {}
         _ if force => {}
@@ -493,27 +548,25 @@ fn wait_gone(rec: &Record, timeout: Duration) {
     }
 }
 
-/// Kills what is left in the cgroup, removes cgroups and state, runs poststop hooks.
+/// Kills what is left in the cgroups, removes them, the mounts made in the
+/// runtime's namespace and the state, then runs every poststop hook. A failing
+/// poststop hook does not stop the others (the spec's MUST); the failures are
+/// reported once the container is gone.
 fn destroy(root: &Root, rec: &Record) -> Result<()> {
-    let paths = rec.cgroup.paths();
-    for _ in 0..100 {
-        let pids = cgroups::pids(&paths);
-        if pids.is_empty() {
-            break;
-        }
-        for pid in pids {
-            // SAFETY: plain kill.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        std::thread::sleep(Duration::from_millis(2));
+    rec.cgroup.kill_all(Duration::from_secs(5));
+    let removed = rec.cgroup.destroy();
+    if rec.host_mounts {
+        crate::rootfs::unmount_under(&rec.rootfs);
     }
-    rec.cgroup.destroy()?;
+    // Cgroups that could not be removed keep the state, so a later delete retries.
+    removed?;
     root.remove(&rec.id)?;
     let state_json = serde_json::to_vec(&rec.output(Status::Stopped)).unwrap_or_default();
-    crate::hooks::run(
+    crate::hooks::run_all(
         "poststop",
         rec.hooks.as_ref().and_then(|h| h.poststop().as_ref()),
         &state_json,
+        None,
     )
 }
 

@@ -160,6 +160,7 @@ fn run(init: &Init) -> Result<std::convert::Infallible> {
             "createContainer",
             hooks.and_then(|h| h.create_container().as_ref()),
             &state_json,
+            Some(process.env().as_deref().unwrap_or_default()),
         )?;
     }
 
@@ -217,6 +218,7 @@ fn run(init: &Init) -> Result<std::convert::Infallible> {
         "startContainer",
         hooks.and_then(|h| h.start_container().as_ref()),
         &state_json,
+        Some(process.env().as_deref().unwrap_or_default()),
     )?;
     ready.exec()
 }

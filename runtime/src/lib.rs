@@ -15,6 +15,7 @@ pub mod default_spec;
 pub mod error;
 pub mod exec;
 pub mod features;
+pub mod guard;
 pub mod hooks;
 pub mod init;
 pub mod mount_options;
