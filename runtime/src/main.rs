@@ -225,22 +225,55 @@ fn main() {
     std::process::exit(code);
 }
 
+/// The error as runc reports it (logrus): a record `time="..." level=error
+/// msg="..."`, or `{"level":"error","msg":"...","time":"..."}` with
+/// `--log-format json`. Without `--log` the record goes to stderr; with it, to
+/// the log file, and stderr gets the bare message.
 fn report(cli: &Cli, e: &Error) {
-    eprintln!("berth-runtime: {e}");
-    if let Some(path) = &cli.log
-        && let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-    {
-        let time = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
-        let line = if cli.log_format == "json" {
-            serde_json::json!({"level": "error", "msg": e.to_string(), "time": time}).to_string()
-        } else {
-            format!("time=\"{time}\" level=error msg={:?}", e.to_string())
-        };
-        let _ = writeln!(f, "{line}");
+    let msg = e.to_string();
+    let record = log_record(&cli.log_format, "error", &msg);
+    match &cli.log {
+        None => eprintln!("{record}"),
+        Some(path) => {
+            eprintln!("{msg}");
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                let _ = writeln!(f, "{record}");
+            }
+        }
     }
+}
+
+/// One logrus-style line.
+fn log_record(format: &str, level: &str, msg: &str) -> String {
+    let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    if format == "json" {
+        serde_json::json!({"level": level, "msg": msg, "time": time}).to_string()
+    } else {
+        format!("time=\"{time}\" level={level} msg={}", go_quote(msg))
+    }
+}
+
+/// A string quoted as Go's %q does for the text logs runc writes.
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn dispatch(cli: &Cli) -> Result<i32> {
@@ -652,6 +685,21 @@ fn ps(root: &Root, id: &str, format: &str, ps_args: &[String]) -> Result<()> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn log_records_as_logrus_writes_them() {
+        let r = log_record("text", "error", "container \"x\" does not exist");
+        assert!(r.starts_with("time=\""), "{r}");
+        assert!(
+            r.ends_with(" level=error msg=\"container \\\"x\\\" does not exist\""),
+            "{r}"
+        );
+        let j: serde_json::Value =
+            serde_json::from_str(&log_record("json", "error", "a\nb")).unwrap();
+        assert_eq!(j["level"], "error");
+        assert_eq!(j["msg"], "a\nb");
+        assert!(j["time"].as_str().unwrap().ends_with('Z'));
+    }
 
     #[test]
     fn command_line_is_consistent() {
