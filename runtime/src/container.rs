@@ -206,6 +206,9 @@ fn create_with_console(
     } else {
         (plan.clone_flags, 0)
     };
+    // execCPUAffinity.initial: this process's, inherited by the init until it
+    // joins its cgroups.
+    crate::process::initial_cpu_affinity(process)?;
     // SAFETY: this process is single-threaded; the child only runs `init::main`.
     let (pid, born_in_unified) = unsafe { sys::fork_into(clone_flags, unified.as_ref()) }
         .map_err(|e| Error::sys("clone of container init", e))?;

@@ -7,7 +7,7 @@ use crate::namespaces;
 use crate::state::{Root, Status};
 use crate::sys;
 use oci_spec::runtime::{LinuxNamespaceType, Process};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 pub struct ExecOpts<'a> {
@@ -98,6 +98,18 @@ pub fn exec(root: &Root, opts: ExecOpts) -> Result<i32> {
         let (t, fd) = ns_fds.remove(i);
         namespaces::setns(&fd, t)?;
     }
+    // A container without a mount namespace of its own shares the runtime's:
+    // its root is the directory its init chrooted to.
+    let chroot_to = if types.contains(&LinuxNamespaceType::Mount) {
+        None
+    } else {
+        let p = format!("/proc/{}/root", rec.pid);
+        Some(
+            sys::open(Path::new(&p), libc::O_PATH | libc::O_DIRECTORY)
+                .map_err(|e| Error::path("opening the container's root", &p, e))?,
+        )
+    };
+    crate::process::initial_cpu_affinity(&opts.process)?;
     let (parent_sock, child_sock) = sys::seqpacket_pair()?;
     let unified = rec
         .cgroup
@@ -109,13 +121,26 @@ pub fn exec(root: &Root, opts: ExecOpts) -> Result<i32> {
         .map_err(|e| Error::sys("clone of exec process", e))?;
     if pid == 0 {
         drop(parent_sock);
+        // linux.personality holds for every process of the container (as runc's exec).
+        if let Err(e) = crate::process::set_personality(linux.personality().as_ref()) {
+            let _ = sys::send(&child_sock, format!("E{e}").as_bytes());
+            // SAFETY: leave without running this process's exit handlers.
+            unsafe { libc::_exit(127) };
+        }
         let finish = Finish {
             process: &opts.process,
             seccomp: linux.seccomp().as_ref(),
             in_userns,
             preserve_fds: opts.preserve_fds,
         };
-        let err = match child(&child_sock, &rec.cgroup, &ns_fds, console.as_ref(), finish) {
+        let err = match child(
+            &child_sock,
+            &rec.cgroup,
+            &ns_fds,
+            chroot_to.as_ref(),
+            console.as_ref(),
+            finish,
+        ) {
             Ok(never) => match never {},
             Err(e) => e,
         };
@@ -163,6 +188,7 @@ fn child(
     sync: &OwnedFd,
     cgroup: &crate::cgroups::Cgroup,
     ns_fds: &[(LinuxNamespaceType, OwnedFd)],
+    chroot_to: Option<&OwnedFd>,
     console: Option<&OwnedFd>,
     finish: Finish,
 ) -> Result<std::convert::Infallible> {
@@ -178,6 +204,15 @@ fn child(
     for (t, fd) in ns_fds {
         if *t != LinuxNamespaceType::Pid {
             namespaces::setns(fd, *t)?;
+        }
+    }
+    if let Some(root) = chroot_to {
+        // SAFETY: root is an open directory fd; "." and "/" are valid paths.
+        unsafe {
+            sys::check_int(libc::fchdir(root.as_raw_fd()))
+                .map_err(|e| Error::sys("chdir to the container's root", e))?;
+            sys::check_int(libc::chroot(c".".as_ptr())).map_err(|e| Error::sys("chroot", e))?;
+            sys::check_int(libc::chdir(c"/".as_ptr())).map_err(|e| Error::sys("chdir /", e))?;
         }
     }
     let process = finish.process;

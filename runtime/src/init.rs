@@ -84,6 +84,10 @@ fn run(init: &Init) -> Result<std::convert::Infallible> {
                 .map_err(|e| Error::sys("setresgid in user namespace", e))?;
             sys::check_int(libc::setresuid(0, 0, 0))
                 .map_err(|e| Error::sys("setresuid in user namespace", e))?;
+            // The uid change made us non-dumpable: /proc/self files would belong to
+            // the host's root, unmapped here, and timens_offsets could not be
+            // written. The runtime's image is sealed; nothing leaks by this.
+            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
         }
     }
     if init.unshare_after_join != 0 {
@@ -147,6 +151,7 @@ fn run(init: &Init) -> Result<std::convert::Infallible> {
         in_userns,
         cgroup: init.cgroup,
         cgroupns: init.ns.new_cgroup || init.ns.joins(LinuxNamespaceType::Cgroup),
+        host_ns: crate::container::uses_host_mount_ns(spec),
     };
     rootfs::prepare(&plan)?;
 
@@ -164,7 +169,11 @@ fn run(init: &Init) -> Result<std::convert::Infallible> {
         )?;
     }
 
-    rootfs::enter(&init.bundle.rootfs, init.no_pivot)?;
+    rootfs::enter(
+        &init.bundle.rootfs,
+        init.no_pivot,
+        crate::container::uses_host_mount_ns(spec),
+    )?;
 
     for (k, v) in linux.sysctl().iter().flatten() {
         let path = Path::new("/proc/sys").join(k.replace('.', "/"));
@@ -250,6 +259,8 @@ impl Finish<'_> {
         }
         process::set_io_priority(process)?;
         process::set_scheduler(process)?;
+        // In the container's cgroups by now (a cpuset join resets the affinity).
+        process::final_cpu_affinity(process)?;
         let cwd = process.cwd();
         std::env::set_current_dir(cwd)
             .map_err(|e| Error::config("process.cwd", format!("{}: {e}", cwd.display())))?;

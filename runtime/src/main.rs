@@ -388,9 +388,10 @@ fn exec_process(
     let mut p = spec.process().clone().unwrap_or_default();
     p.set_args(Some(a.command.clone()));
     p.set_terminal(Some(a.tty));
-    let mut env = p.env().clone().unwrap_or_default();
-    env.extend(a.env.iter().cloned());
-    p.set_env(Some(env));
+    p.set_env(Some(merge_env(
+        p.env().as_deref().unwrap_or_default(),
+        &a.env,
+    )));
     if let Some(cwd) = &a.cwd {
         p.set_cwd(cwd.clone());
     }
@@ -440,6 +441,20 @@ fn exec_process(
         p.set_selinux_label(Some(l.clone()));
     }
     Ok(p)
+}
+
+/// The container's env with `exec --env` over it: a variable given on the command
+/// line replaces the spec's of the same name (as runc does), in its place.
+fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
+    let key = |kv: &str| kv.split_once('=').map_or(kv, |(k, _)| k).to_string();
+    let mut env: Vec<String> = base.to_vec();
+    for kv in over {
+        match env.iter().position(|e| key(e) == key(kv)) {
+            Some(i) => env[i] = kv.clone(),
+            None => env.push(kv.clone()),
+        }
+    }
+    env
 }
 
 /// Bytes with an optional k/m/g suffix (`256m`), or -1 for unlimited.
@@ -699,6 +714,16 @@ mod tests {
         assert_eq!(j["level"], "error");
         assert_eq!(j["msg"], "a\nb");
         assert!(j["time"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn exec_env_overrides_the_spec() {
+        let base = vec!["PATH=/bin".to_string(), "MY_VAR=from_spec".to_string()];
+        let over = vec!["MY_VAR=from_cli".to_string(), "NEW=1".to_string()];
+        assert_eq!(
+            merge_env(&base, &over),
+            vec!["PATH=/bin", "MY_VAR=from_cli", "NEW=1"]
+        );
     }
 
     #[test]

@@ -85,3 +85,423 @@ fn errors_in_runc_format() {
     assert!(out.status.success());
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
 }
+
+/// The host's view of a mount point in this process's mount namespace.
+fn mountinfo_line<'a>(info: &'a str, mp: &str) -> Option<&'a str> {
+    info.lines().find(|l| l.split(' ').nth(4) == Some(mp))
+}
+
+fn mount_options_of(info: &str, mp: &str) -> Vec<String> {
+    let l = mountinfo_line(info, mp).unwrap_or_else(|| panic!("{mp} not mounted:\n{info}"));
+    l.split(' ')
+        .nth(5)
+        .unwrap()
+        .split(',')
+        .map(String::from)
+        .collect()
+}
+
+// ---- exec ----
+
+/// runc: `exec --env KEY=VALUE` sets KEY in the process's environment, over the
+/// value the config gives it.
+#[test]
+fn exec_env_overrides_spec_env() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new("busybox", &["sleep", "60"]);
+    b.config["process"]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push("MY_VAR=from_spec".into());
+    let id = rt.run_detached(&b, "execenv");
+    let out = rt.exec(&[
+        "exec",
+        "--env",
+        "MY_VAR=from_cli",
+        "--env",
+        "OTHER=x",
+        &id,
+        "sh",
+        "-c",
+        "echo $MY_VAR $OTHER; tr '\\0' '\\n' < /proc/$$/environ | grep ^MY_VAR=",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Exactly once in what exec(2) was given (getenv takes the first of duplicates).
+    assert_eq!(stdout(&out), "from_cli x\nMY_VAR=from_cli\n");
+}
+
+// ---- config ----
+
+/// "ociVersion (string, REQUIRED) MUST be in SemVer v2.0.0 format".
+#[test]
+fn invalid_oci_version_is_refused() {
+    let rt = Runtime::new();
+    for v in ["invalid", "1.0", "2.0.0"] {
+        let mut b = Bundle::new("busybox", &["true"]);
+        b.config["ociVersion"] = v.into();
+        let id = rt.id(&format!("ociversion{}", v.len()));
+        let (ok, err) = create(&rt, &b, &id);
+        assert!(!ok, "ociVersion {v:?} accepted");
+        assert!(err.contains("ociVersion"), "{err}");
+        assert!(!rt.root.path().join(&id).exists());
+    }
+}
+
+/// runc and youki: proc and sysfs must be mounted on an ordinary directory of
+/// the rootfs; a symlink there is refused (not followed).
+#[test]
+fn proc_or_sys_symlink_in_rootfs_is_refused() {
+    let rt = Runtime::new();
+    for dir in ["proc", "sys"] {
+        let b = Bundle::new("busybox", &["true"]);
+        let p = b.path().join("rootfs").join(dir);
+        let _ = std::fs::remove_dir_all(&p);
+        let _ = std::fs::remove_file(&p);
+        std::fs::create_dir_all(b.path().join("rootfs/elsewhere")).unwrap();
+        std::os::unix::fs::symlink("elsewhere", &p).unwrap();
+        let id = rt.id(&format!("symlink-{dir}"));
+        let (ok, err) = create(&rt, &b, &id);
+        assert!(!ok, "/{dir} as a symlink was followed");
+        assert!(err.contains("ordinary directory"), "{err}");
+        assert!(err.contains(&format!("/{dir}")), "{err}");
+    }
+}
+
+/// rootfsPropagation: "unbindable" is one of its values; the container's root
+/// mount gets it.
+#[test]
+fn rootfs_propagation_unbindable() {
+    let rt = Runtime::new();
+    let mut b = sh("cat /proc/self/mountinfo");
+    b.config["linux"]["rootfsPropagation"] = "unbindable".into();
+    let (code, out, err) = rt.run(&b, "unbindable");
+    assert_eq!(code, 0, "{err}");
+    let root = mountinfo_line(&out, "/").unwrap_or_else(|| panic!("{out}"));
+    assert!(root.contains(" unbindable "), "{root}");
+}
+
+/// Recursive atime options (ratime, rnoatime, rstrictatime, ...) set the mount's
+/// access-time mode: mount_setattr(2) with the mode in attr_set and all of
+/// MOUNT_ATTR__ATIME in attr_clr. The last one given wins.
+#[test]
+fn recursive_atime_options() {
+    let rt = Runtime::new();
+    let mut b = sh("cat /proc/self/mountinfo");
+    let m = b.config["mounts"].as_array_mut().unwrap();
+    for (dest, opts) in [
+        ("/noatime", json!(["rnoatime"])),
+        ("/strict", json!(["rnoatime", "rstrictatime"])),
+        ("/relatime", json!(["rnoatime", "ratime"])),
+        ("/nodiratime", json!(["rstrictatime", "rnodiratime"])),
+    ] {
+        m.push(json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": opts}));
+    }
+    let (code, out, err) = rt.run(&b, "ratime");
+    assert_eq!(code, 0, "{err}");
+    let o = mount_options_of(&out, "/noatime");
+    assert!(o.contains(&"noatime".into()), "{o:?}");
+    let o = mount_options_of(&out, "/strict");
+    assert!(
+        !o.contains(&"noatime".into()) && !o.contains(&"relatime".into()),
+        "{o:?}"
+    );
+    let o = mount_options_of(&out, "/relatime");
+    assert!(
+        o.contains(&"relatime".into()) && !o.contains(&"noatime".into()),
+        "{o:?}"
+    );
+    let o = mount_options_of(&out, "/nodiratime");
+    assert!(
+        o.contains(&"nodiratime".into()) && !o.contains(&"relatime".into()),
+        "{o:?}"
+    );
+}
+
+// ---- namespaces ----
+
+fn ns_link(pid: &str, ns: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{ns}"))
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+/// "If a namespace type is not specified in the namespaces array, the container
+/// MUST inherit the runtime namespace of that type."
+#[test]
+fn namespaces_not_listed_are_inherited() {
+    let rt = Runtime::new();
+    let mut b = sh("for n in net ipc uts pid; do readlink /proc/self/ns/$n; done");
+    b.config["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "pid"}]);
+    b.config["hostname"] = Value::Null;
+    let (code, out, err) = rt.run(&b, "inherit");
+    assert_eq!(code, 0, "{err}");
+    let got: Vec<&str> = out.lines().collect();
+    assert_eq!(got[0], ns_link("self", "net"));
+    assert_eq!(got[1], ns_link("self", "ipc"));
+    assert_eq!(got[2], ns_link("self", "uts"));
+    assert_ne!(got[3], ns_link("self", "pid"), "pid is listed: a new one");
+}
+
+/// The same without a mount namespace: the rootfs is set up in the runtime's
+/// mount namespace (runc: its mounts are made there, then chroot); maskedPaths
+/// and readonlyPaths need a mount namespace of the container's own. Delete
+/// unmounts what was mounted.
+#[test]
+fn no_mount_namespace_is_inherited_and_cleaned_up() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new("busybox", &["sleep", "60"]);
+    b.config["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "uts"}]);
+    b.config["linux"]["maskedPaths"] = json!([]);
+    b.config["linux"]["readonlyPaths"] = json!([]);
+    b.config["root"]["readonly"] = false.into();
+    let rootfs = b.path().join("rootfs").canonicalize().unwrap();
+    let id = rt.id("nomntns");
+    let (ok, err) = create(&rt, &b, &id);
+    assert!(ok, "{err}");
+    let pid = rt.state(&id)["pid"].as_i64().unwrap().to_string();
+    assert_eq!(
+        ns_link(&pid, "mnt"),
+        ns_link("self", "mnt"),
+        "mount ns inherited"
+    );
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let r = rootfs.display().to_string();
+    assert!(
+        mountinfo_line(&info, &r).is_some(),
+        "rootfs mounted in the runtime's namespace"
+    );
+    assert!(
+        mountinfo_line(&info, &format!("{r}/proc")).is_some(),
+        "{info}"
+    );
+    assert!(rt.exec(&["start", &id]).status.success());
+    let out = rt.exec(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "ls /bin/busybox && cat /proc/1/cmdline",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("sleep"), "{}", stdout(&out));
+    assert!(rt.exec(&["delete", "--force", &id]).status.success());
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !info
+            .lines()
+            .any(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&r))),
+        "mounts left under the rootfs:\n{info}"
+    );
+
+    // Masked paths without a mount namespace: refused, nothing left.
+    let mut b = Bundle::new("busybox", &["true"]);
+    b.config["linux"]["namespaces"] = json!([{"type": "pid"}]);
+    b.config["hostname"] = Value::Null;
+    let id = rt.id("nomntns-masked");
+    let (ok, err) = create(&rt, &b, &id);
+    assert!(!ok && err.contains("mount namespace"), "{err}");
+}
+
+// ---- hooks ----
+
+/// runc: a hook without `env` inherits the environment of the process that runs
+/// it: createContainer and startContainer run in the container's init and get
+/// the process's env; prestart, createRuntime, poststart and poststop run in the
+/// runtime and get its own. A hook with `env` gets exactly that.
+#[test]
+fn hooks_env_as_runc() {
+    let rt = Runtime::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let mut b = sh("true");
+    b.config["process"]["env"] = json!(["PATH=/bin", "ONE=two", "FOO=bar"]);
+    let dump = |name: &str| {
+        format!("env | grep -E '^(ONE|FOO|HOOK_VAR|RUNTIME_VAR)=' | sort > {d}/{name}")
+    };
+    b.config["hooks"] = json!({
+        "createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", dump("createRuntime")]}],
+        "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", dump("createContainer")]}],
+        "startContainer": [
+            {"path": "/bin/sh", "args": ["sh", "-c", "test \"$ONE\" = two && test \"$FOO\" = bar"]},
+            {"path": "/bin/sh", "args": ["sh", "-c", "test \"$HOOK_VAR\" = hook_value && test -z \"$ONE\""], "env": ["HOOK_VAR=hook_value"]},
+        ],
+        "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", dump("poststop")], "env": ["HOOK_VAR=x"]}],
+    });
+    b.write();
+    let id = rt.id("hookenv");
+    let out = rt
+        .cmd()
+        .env("RUNTIME_VAR", "rt")
+        .args(["run", "--bundle"])
+        .arg(b.path())
+        .arg(&id)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let read = |n: &str| std::fs::read_to_string(dir.path().join(n)).unwrap();
+    assert_eq!(read("createRuntime"), "RUNTIME_VAR=rt\n");
+    assert_eq!(read("createContainer"), "FOO=bar\nONE=two\n");
+    assert_eq!(read("poststop"), "HOOK_VAR=x\n");
+}
+
+/// "If any poststop hook fails, the runtime MUST log a warning, but the remaining
+/// hooks and lifecycle continue as if the hook had succeeded." berth runs every
+/// poststop hook and removes the container; as runc, the failure makes `delete`
+/// report it (exit 1).
+#[test]
+fn poststop_failure_runs_the_rest_and_removes_the_container() {
+    let rt = Runtime::new();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let l = log.display().to_string();
+    let mut b = Bundle::new("busybox", &["true"]);
+    b.config["hooks"] = json!({"poststop": [
+        {"path": "/bin/sh", "args": ["sh", "-c", format!("echo hook_1 >> {l}")]},
+        {"path": "/bin/sh", "args": ["sh", "-c", format!("echo hook_2 >> {l}; exit 1")]},
+        {"path": "/bin/sh", "args": ["sh", "-c", format!("echo hook_3 >> {l}")]},
+    ]});
+    let id = rt.id("poststop");
+    let (ok, err) = create(&rt, &b, &id);
+    assert!(ok, "{err}");
+    assert!(rt.exec(&["start", &id]).status.success());
+    let out = rt.exec(&["delete", &id]);
+    assert_eq!(out.status.code(), Some(1), "the failure is reported");
+    assert!(stderr(&out).contains("poststop"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "hook_1\nhook_2\nhook_3\n"
+    );
+    let out = rt.exec(&["state", &id]);
+    assert!(
+        stderr(&out).contains("does not exist"),
+        "the container is gone"
+    );
+}
+
+// ---- process ----
+
+/// linux.personality: domain LINUX32 makes the container's processes (the init
+/// and those `exec` adds, as runc) see a 32-bit machine.
+#[test]
+fn personality_linux32() {
+    let rt = Runtime::new();
+    let mut b = sh("uname -m; exec sleep 60");
+    b.config["linux"]["personality"] = json!({"domain": "LINUX32"});
+    let id = rt.run_detached(&b, "linux32");
+    let out = rt.exec(&["exec", &id, "uname", "-m"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "i686", "exec");
+    let (code, out, err) = rt.run(&sh("uname -m"), "linux32-init");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), std::env::consts::ARCH, "no personality asked");
+    let mut b = sh("uname -m");
+    b.config["linux"]["personality"] = json!({"domain": "LINUX32"});
+    let (code, out, err) = rt.run(&b, "linux32-run");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "i686", "init");
+    let mut b = sh("uname -m");
+    b.config["linux"]["personality"] = json!({"domain": "LINUX"});
+    let (code, out, err) = rt.run(&b, "linux");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), std::env::consts::ARCH);
+}
+
+fn cpus_allowed(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap_or_else(|| panic!("{out}"))
+        .trim()
+        .to_string()
+}
+
+/// process.execCPUAffinity: `final` is the process's affinity once it is in the
+/// container's cgroup; `initial` applies before the move only (the cgroup's
+/// cpuset then decides). For the init (config.json) and for exec (process.json).
+#[test]
+fn exec_cpu_affinity() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("skipped: needs 2 CPUs");
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new("busybox", &["sleep", "60"]);
+    b.config["process"]["execCPUAffinity"] = json!({"initial": "0", "final": "1"});
+    let id = rt.run_detached(&b, "affinity");
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert_eq!(cpus_allowed(&st), "1", "init: final");
+
+    let out = rt.exec(&[
+        "exec",
+        &id,
+        "grep",
+        "Cpus_allowed_list",
+        "/proc/self/status",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        cpus_allowed(&stdout(&out)),
+        "1",
+        "exec with the config's process: final"
+    );
+
+    let mut p = b.config["process"].clone();
+    p["args"] = json!(["grep", "Cpus_allowed_list", "/proc/self/status"]);
+    p["execCPUAffinity"] = json!({"initial": "1", "final": "0"});
+    let pj = b.path().join("process.json");
+    std::fs::write(&pj, serde_json::to_vec(&p).unwrap()).unwrap();
+    let out = rt.exec(&["exec", "--process", pj.to_str().unwrap(), &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(cpus_allowed(&stdout(&out)), "0", "process.json: final");
+
+    p["execCPUAffinity"] = json!({"initial": "1"});
+    std::fs::write(&pj, serde_json::to_vec(&p).unwrap()).unwrap();
+    let out = rt.exec(&["exec", "--process", pj.to_str().unwrap(), &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // "If omitted or empty, runtime SHOULD NOT change process' CPU affinity after
+    // the process is moved to container's cgroup, and the final affinity is
+    // determined by the Linux kernel": since Linux 6.2 a cpuset move keeps the
+    // affinity a process asked for; before, the cpuset's CPUs.
+    let mine = cpus_allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
+    let got = cpus_allowed(&stdout(&out));
+    assert!(got == "1" || got == mine, "initial only: {got}");
+
+    p["execCPUAffinity"] = json!({"final": "999"});
+    std::fs::write(&pj, serde_json::to_vec(&p).unwrap()).unwrap();
+    let out = rt.exec(&["exec", "--process", pj.to_str().unwrap(), &id]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("execCPUAffinity.final"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// linux.timeOffsets with a new user namespace: the offsets are written from
+/// inside it (the time namespace belongs to it) before any process enters the
+/// time namespace.
+#[test]
+fn time_offsets_with_user_namespace() {
+    let rt = Runtime::new();
+    let mut b = sh("cut -d. -f1 /proc/uptime");
+    let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.push(json!({"type": "user"}));
+    ns.push(json!({"type": "time"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["timeOffsets"] =
+        json!({"boottime": {"secs": 1000000, "nanosecs": 0}, "monotonic": {"secs": 500}});
+    let (code, out, err) = rt.run(&b, "timens-userns");
+    assert_eq!(code, 0, "{err}");
+    let host: u64 = std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let inside: u64 = out.trim().parse().unwrap_or_else(|_| panic!("{out}"));
+    assert!(inside >= host + 1000000 - 5, "uptime {inside}, host {host}");
+    let _ = Path::new("/");
+}
