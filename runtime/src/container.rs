@@ -58,6 +58,7 @@ struct Rollback<'a> {
     pid: i32,
     cgroup: Option<Cgroup>,
     host_rootfs: Option<PathBuf>,
+    rdt: Option<crate::rdt::RdtGroup>,
     guard: Option<Guard>,
     armed: bool,
 }
@@ -76,6 +77,9 @@ impl Drop for Rollback<'_> {
             }
             if let Some(r) = &self.host_rootfs {
                 crate::rootfs::unmount_under(r);
+            }
+            if let Some(g) = &self.rdt {
+                g.remove();
             }
             let _ = self.root.remove(self.id);
         }
@@ -146,15 +150,22 @@ fn create_with_console(
         pid: 0,
         cgroup: None,
         host_rootfs: host_rootfs.clone(),
+        rdt: None,
         guard: None,
         armed: true,
     };
+    // The group an intelRdt config would make here, for the guard.
+    let rdt_dir = linux.intel_rdt().as_ref().and_then(|r| {
+        let dir = crate::rdt::resctrl_mount()?.join(r.clos_id().as_deref().unwrap_or(opts.id));
+        (!dir.exists()).then_some(dir)
+    });
     // SAFETY: this process is single-threaded.
     rollback.guard = Some(unsafe {
         Guard::spawn(Undo {
             cgroup: cgroup.clone(),
             state_dir: dir.clone(),
             host_rootfs: host_rootfs.clone(),
+            rdt_dir,
         })
     }?);
 
@@ -178,6 +189,12 @@ fn create_with_console(
     )));
     cgroup.apply(&resources)?;
     timing::mark(&mut t, "cgroup resources");
+    let rdt = linux
+        .intel_rdt()
+        .as_ref()
+        .map(|r| crate::rdt::setup(r, opts.id))
+        .transpose()?;
+    rollback.rdt = rdt.clone();
 
     let console = match console_end {
         Some(fd) => Some(fd),
@@ -237,6 +254,9 @@ fn create_with_console(
     drop(console);
     rollback.pid = pid;
 
+    if let Some(g) = &rdt {
+        g.add(pid)?;
+    }
     if plan.new_user {
         write_id_maps(pid, bundle)?;
     }
@@ -267,6 +287,7 @@ fn create_with_console(
         hooks: bundle.spec.hooks().clone(),
         oci_version: bundle.spec.version().clone(),
         host_mounts: host_rootfs.is_some(),
+        rdt,
     };
     let state_json = serde_json::to_vec(&record.output(Status::Creating)).unwrap_or_default();
     let mut go = b"G".to_vec();
@@ -560,6 +581,9 @@ fn destroy(root: &Root, rec: &Record) -> Result<()> {
     let removed = rec.cgroup.destroy();
     if rec.host_mounts {
         crate::rootfs::unmount_under(&rec.rootfs);
+    }
+    if let Some(g) = &rec.rdt {
+        g.remove();
     }
     // Cgroups that could not be removed keep the state, so a later delete retries.
     removed?;

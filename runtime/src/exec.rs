@@ -129,6 +129,7 @@ pub fn exec(root: &Root, opts: ExecOpts) -> Result<i32> {
         }
         let finish = Finish {
             process: &opts.process,
+            memory_policy: linux.memory_policy().as_ref(),
             seccomp: linux.seccomp().as_ref(),
             in_userns,
             preserve_fds: opts.preserve_fds,
@@ -159,6 +160,9 @@ pub fn exec(root: &Root, opts: ExecOpts) -> Result<i32> {
     if !born_in_unified && let Some(u) = rec.cgroup.unified() {
         std::fs::write(u.join("cgroup.procs"), pid.to_string())
             .map_err(|e| fail(Error::cgroup(u, format!("adding pid {pid}: {e}"))))?;
+    }
+    if let Some(g) = &rec.rdt {
+        g.add(pid).map_err(fail)?;
     }
     sys::send(&parent_sock, b"G").map_err(|e| fail(Error::sys("starting exec process", e)))?;
     // The socket is close-on-exec: end of file means the exec succeeded.

@@ -21,6 +21,8 @@ pub struct Undo {
     /// The rootfs, when the container has no mount namespace of its own: its
     /// mounts are in the runtime's namespace and must be unmounted.
     pub host_rootfs: Option<PathBuf>,
+    /// An intelRdt group this create would make (removed if empty).
+    pub rdt_dir: Option<PathBuf>,
 }
 
 impl Undo {
@@ -29,6 +31,9 @@ impl Undo {
         let _ = self.cgroup.destroy();
         if let Some(r) = &self.host_rootfs {
             crate::rootfs::unmount_under(r);
+        }
+        if let Some(d) = &self.rdt_dir {
+            let _ = std::fs::remove_dir(d);
         }
         let _ = std::fs::remove_dir_all(&self.state_dir);
     }

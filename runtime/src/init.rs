@@ -207,6 +207,7 @@ fn run(init: &Init) -> Result<std::convert::Infallible> {
     process::set_personality(linux.personality().as_ref())?;
     let ready = Finish {
         process,
+        memory_policy: linux.memory_policy().as_ref(),
         seccomp: linux.seccomp().as_ref(),
         in_userns,
         preserve_fds: init.preserve_fds,
@@ -237,6 +238,7 @@ fn run(init: &Init) -> Result<std::convert::Infallible> {
 /// fd hygiene.
 pub struct Finish<'a> {
     pub process: &'a oci_spec::runtime::Process,
+    pub memory_policy: Option<&'a oci_spec::runtime::LinuxMemoryPolicy>,
     pub seccomp: Option<&'a oci_spec::runtime::LinuxSeccomp>,
     pub in_userns: bool,
     pub preserve_fds: i32,
@@ -261,6 +263,7 @@ impl Finish<'_> {
         process::set_scheduler(process)?;
         // In the container's cgroups by now (a cpuset join resets the affinity).
         process::final_cpu_affinity(process)?;
+        process::set_memory_policy(self.memory_policy)?;
         let cwd = process.cwd();
         std::env::set_current_dir(cwd)
             .map_err(|e| Error::config("process.cwd", format!("{}: {e}", cwd.display())))?;

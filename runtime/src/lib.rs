@@ -21,6 +21,7 @@ pub mod init;
 pub mod mount_options;
 pub mod namespaces;
 pub mod process;
+pub mod rdt;
 pub mod rootfs;
 pub mod seccomp;
 pub mod selfexe;

@@ -56,6 +56,9 @@ pub struct Record {
     /// runtime's and are unmounted at delete.
     #[serde(default)]
     pub host_mounts: bool,
+    /// The linux.intelRdt resource group.
+    #[serde(default)]
+    pub rdt: Option<crate::rdt::RdtGroup>,
 }
 
 /// The state JSON of `berth-runtime state`, as runc prints it.

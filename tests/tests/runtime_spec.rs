@@ -505,3 +505,80 @@ fn time_offsets_with_user_namespace() {
     assert!(inside >= host + 1000000 - 5, "uptime {inside}, host {host}");
     let _ = Path::new("/");
 }
+
+// ---- runtime-spec 1.3 ----
+
+/// linux.memoryPolicy: "the runtime MUST set the memory policy of the container
+/// process (set_mempolicy(2)) before it starts"; a policy the kernel refuses
+/// (nodes with MPOL_DEFAULT, nodes that do not exist) fails create, as does a
+/// mode or flag the spec does not name.
+#[test]
+fn memory_policy() {
+    let rt = Runtime::new();
+    for (mp, want) in [
+        (
+            json!({"mode": "MPOL_INTERLEAVE", "nodes": "0"}),
+            "interleave:0",
+        ),
+        (
+            json!({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]}),
+            "bind=static:0",
+        ),
+        (
+            json!({"mode": "MPOL_PREFERRED", "nodes": "0", "flags": ["MPOL_F_RELATIVE_NODES"]}),
+            "prefer=relative:0",
+        ),
+        (json!({"mode": "MPOL_DEFAULT"}), "default"),
+    ] {
+        let mut b = sh("head -n 1 /proc/self/numa_maps");
+        b.config["linux"]["memoryPolicy"] = mp.clone();
+        let (code, out, err) = rt.run(&b, "mempolicy");
+        assert_eq!(code, 0, "{mp}: {err}");
+        let policy = out.split_whitespace().nth(1).unwrap_or_default();
+        assert_eq!(policy, want, "{mp}: {out}");
+    }
+    for mp in [
+        json!({"mode": "MPOL_DEFAULT", "nodes": "0-7", "flags": ["MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES"]}),
+        json!({"mode": "MPOL_BIND", "nodes": "0-9876543210"}),
+        json!({"mode": "MPOL_BIND", "nodes": "63"}),
+        json!({"mode": "INTERLEAVE", "nodes": "0"}),
+        json!({"mode": "MPOL_PREFERRED", "nodes": "0", "flags": ["badflag"]}),
+        json!({"nodes": "0"}),
+    ] {
+        let mut b = Bundle::new("busybox", &["true"]);
+        b.config["linux"]["memoryPolicy"] = mp.clone();
+        let id = rt.id("mempolicy-bad");
+        let (ok, err) = create(&rt, &b, &id);
+        assert!(!ok, "{mp} accepted");
+        assert!(
+            err.contains("memoryPolicy") || err.contains("not a valid OCI"),
+            "{mp}: {err}"
+        );
+        assert!(!rt.root.path().join(&id).exists());
+    }
+}
+
+/// linux.intelRdt needs the resctrl filesystem; where it is not mounted (this
+/// host) create fails, naming the reason, and leaves nothing behind.
+#[test]
+fn intel_rdt_without_resctrl_is_a_clear_error() {
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(" - resctrl ");
+    if mounted {
+        eprintln!("skipped: resctrl is mounted here");
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new("busybox", &["true"]);
+    b.config["linux"]["intelRdt"] = json!({"closID": "berth-test", "l3CacheSchema": "L3:0=f"});
+    let id = rt.id("rdt");
+    let (ok, err) = create(&rt, &b, &id);
+    assert!(!ok);
+    assert!(
+        err.contains("intelRdt") && err.contains("resctrl is not mounted"),
+        "{err}"
+    );
+    assert!(!rt.root.path().join(&id).exists());
+    assert!(!Path::new("/sys/fs/cgroup/pids").join(&id).exists());
+}
