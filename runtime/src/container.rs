@@ -295,9 +295,18 @@ fn create_with_console(
     sys::send(&parent_sock, &go).map_err(|e| Error::sys("starting container init", e))?;
 
     loop {
-        let msg =
-            sys::recv(&parent_sock).map_err(|e| Error::sys("waiting for container init", e))?;
+        let (msg, fd) = sys::recv_with_fd(&parent_sock)
+            .map_err(|e| Error::sys("waiting for container init", e))?;
         match msg.first() {
+            Some(b'S') => {
+                let fd = fd.ok_or_else(|| Error::Init("no seccomp notify fd came".into()))?;
+                let state: serde_json::Value =
+                    serde_json::from_slice(&state_json).unwrap_or_default();
+                let sc = linux.seccomp().as_ref().expect("a filter notified");
+                crate::seccomp::send_to_agent(sc, bundle.spec.version(), pid, state, &fd)?;
+                sys::send(&parent_sock, b"s")
+                    .map_err(|e| Error::sys("resuming container init", e))?;
+            }
             Some(b'H') => {
                 let hooks = bundle.spec.hooks().as_ref();
                 crate::hooks::run(

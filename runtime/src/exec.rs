@@ -129,6 +129,11 @@ pub fn exec(root: &Root, opts: ExecOpts) -> Result<i32> {
         }
         let finish = Finish {
             process: &opts.process,
+            notify: linux
+                .seccomp()
+                .as_ref()
+                .filter(|sc| crate::seccomp::uses_notify(sc))
+                .map(|_| &child_sock),
             memory_policy: linux.memory_policy().as_ref(),
             seccomp: linux.seccomp().as_ref(),
             in_userns,
@@ -166,13 +171,28 @@ pub fn exec(root: &Root, opts: ExecOpts) -> Result<i32> {
     }
     sys::send(&parent_sock, b"G").map_err(|e| fail(Error::sys("starting exec process", e)))?;
     // The socket is close-on-exec: end of file means the exec succeeded.
-    let msg =
-        sys::recv(&parent_sock).map_err(|e| fail(Error::sys("waiting for exec process", e)))?;
-    if msg.first() == Some(&b'E') {
-        let _ = sys::waitpid(pid);
-        return Err(Error::Child(
-            String::from_utf8_lossy(&msg[1..]).into_owned(),
-        ));
+    loop {
+        let (msg, fd) = sys::recv_with_fd(&parent_sock)
+            .map_err(|e| fail(Error::sys("waiting for exec process", e)))?;
+        match msg.first() {
+            Some(b'E') => {
+                let _ = sys::waitpid(pid);
+                return Err(Error::Child(
+                    String::from_utf8_lossy(&msg[1..]).into_owned(),
+                ));
+            }
+            Some(b'S') => {
+                let fd = fd.ok_or_else(|| fail(Error::Init("no seccomp notify fd came".into())))?;
+                // The container's state (its init's pid); `pid` beside it is ours.
+                let state = serde_json::to_value(rec.output(Status::Running)).unwrap_or_default();
+                let sc = linux.seccomp().as_ref().expect("a filter notified");
+                crate::seccomp::send_to_agent(sc, bundle.spec.version(), pid, state, &fd)
+                    .map_err(fail)?;
+                sys::send(&parent_sock, b"s")
+                    .map_err(|e| fail(Error::sys("resuming exec process", e)))?;
+            }
+            _ => break,
+        }
     }
     if let Some(f) = opts.pid_file {
         sys::write_atomic(f, pid.to_string().as_bytes())?;

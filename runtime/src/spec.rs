@@ -109,6 +109,20 @@ pub fn validate(spec: &Spec) -> Result<()> {
             "setting a hostname needs a uts namespace",
         ));
     }
+    if let Some(sc) = linux.seccomp() {
+        if sc.listener_path().is_none() && sc.listener_metadata().is_some() {
+            return Err(Error::config(
+                "linux.seccomp.listenerMetadata",
+                "MUST NOT be set if listenerPath is not set",
+            ));
+        }
+        if crate::seccomp::uses_notify(sc) && sc.listener_path().is_none() {
+            return Err(Error::config(
+                "linux.seccomp.listenerPath",
+                "SCMP_ACT_NOTIFY needs a listenerPath: the seccomp agent to hand the notify fd to",
+            ));
+        }
+    }
     for m in spec.mounts().as_deref().unwrap_or_default() {
         if !m.destination().is_absolute() {
             return Err(Error::config(

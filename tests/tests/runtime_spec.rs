@@ -582,3 +582,135 @@ fn intel_rdt_without_resctrl_is_a_clear_error() {
     assert!(!rt.root.path().join(&id).exists());
     assert!(!Path::new("/sys/fs/cgroup/pids").join(&id).exists());
 }
+
+/// What a seccomp agent received on its socket: the container process state
+/// and the fd that came with it.
+fn agent_receive(listener: &std::os::unix::net::UnixListener) -> (Value, std::os::fd::OwnedFd) {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    listener.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let conn = loop {
+        match listener.accept() {
+            Ok((c, _)) => break c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the runtime never connected to listenerPath"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    };
+    conn.set_nonblocking(false).unwrap();
+    let mut data = vec![0u8; 65536];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    let mut cbuf = [0u64; 8];
+    // SAFETY: a zeroed msghdr pointing at live buffers.
+    let (n, fd) = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&cbuf);
+        let n = libc::recvmsg(conn.as_raw_fd(), &mut msg, 0);
+        assert!(n > 0, "recvmsg");
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        assert!(
+            !c.is_null() && (*c).cmsg_type == libc::SCM_RIGHTS,
+            "no fd sent"
+        );
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const i32);
+        (n as usize, std::os::fd::OwnedFd::from_raw_fd(fd))
+    };
+    // "The connection MUST NOT be reused and it MUST be closed after sending".
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut &conn, &mut rest).unwrap();
+    data.truncate(n);
+    data.extend(rest);
+    (
+        serde_json::from_slice(&data).expect("container process state"),
+        fd,
+    )
+}
+
+/// linux.seccomp.listenerPath: with SCMP_ACT_NOTIFY the runtime connects to the
+/// socket and sends the container process state (`fds: ["seccompFd"]`, `pid`,
+/// `metadata` from listenerMetadata, `state`) with the notify fd by SCM_RIGHTS.
+/// The agent then gets the container's notified syscalls on that fd.
+#[test]
+fn seccomp_notify_fd_goes_to_the_listener() {
+    use std::os::fd::AsRawFd;
+    let rt = Runtime::new();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let mut b = sh("mkdir /tmp/notified 2>&1; echo done");
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock,
+        "listenerMetadata": "MKDIR=deny",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}],
+    });
+    let id = rt.id("notify");
+    b.write();
+    let mut child = rt
+        .cmd()
+        .args(["run", "--bundle"])
+        .arg(b.path())
+        .arg(&id)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (state, fd) = agent_receive(&listener);
+    assert_eq!(state["fds"], json!(["seccompFd"]), "{state}");
+    assert_eq!(state["metadata"], "MKDIR=deny", "{state}");
+    assert_eq!(state["ociVersion"], b.config["ociVersion"], "{state}");
+    assert_eq!(state["state"]["id"], id.as_str(), "{state}");
+    assert!(state["pid"].as_i64().unwrap() > 0, "{state}");
+    assert_eq!(state["pid"], state["state"]["pid"], "{state}");
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+    assert_eq!(link.display().to_string(), "anon_inode:seccomp notify");
+    // The container's mkdir arrives on this fd.
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut pfd, 1, 20_000) };
+    assert_eq!(n, 1, "no notification came");
+    // The agent goes away: the pending syscall fails with ENOSYS.
+    drop(fd);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Function not implemented") && stdout(&out).ends_with("done\n"),
+        "{}",
+        stdout(&out)
+    );
+
+    // SCMP_ACT_NOTIFY without a listenerPath is refused.
+    let mut b = Bundle::new("busybox", &["true"]);
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}],
+    });
+    let (ok, err) = create(&rt, &b, &rt.id("notify-nopath"));
+    assert!(!ok && err.contains("listenerPath"), "{err}");
+    // A listener that is not there: create fails, saying so.
+    let mut b = Bundle::new("busybox", &["true"]);
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": dir.path().join("nobody.sock"),
+        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}],
+    });
+    let id = rt.id("notify-nobody");
+    let (ok, err) = create(&rt, &b, &id);
+    assert!(!ok && err.contains("nobody.sock"), "{err}");
+    assert!(!rt.root.path().join(&id).exists());
+}
