@@ -257,6 +257,9 @@ fn create_with_console(
     if let Some(g) = &rdt {
         g.add(pid)?;
     }
+    if let Some(devs) = linux.net_devices() {
+        crate::netdev::move_into(devs, pid)?;
+    }
     if plan.new_user {
         write_id_maps(pid, bundle)?;
     }

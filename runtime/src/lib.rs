@@ -20,6 +20,7 @@ pub mod hooks;
 pub mod init;
 pub mod mount_options;
 pub mod namespaces;
+pub mod netdev;
 pub mod process;
 pub mod rdt;
 pub mod rootfs;

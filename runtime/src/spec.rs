@@ -109,6 +109,15 @@ pub fn validate(spec: &Spec) -> Result<()> {
             "setting a hostname needs a uts namespace",
         ));
     }
+    if let Some(devs) = linux.net_devices().as_ref().filter(|d| !d.is_empty()) {
+        if !seen.contains(&LinuxNamespaceType::Network) {
+            return Err(Error::config(
+                "linux.netDevices",
+                "devices are moved into the container's network namespace, and the config lists none (the host's would be used)",
+            ));
+        }
+        crate::netdev::validate(devs)?;
+    }
     if let Some(sc) = linux.seccomp() {
         if sc.listener_path().is_none() && sc.listener_metadata().is_some() {
             return Err(Error::config(

@@ -714,3 +714,53 @@ fn seccomp_notify_fd_goes_to_the_listener() {
     assert!(!ok && err.contains("nobody.sock"), "{err}");
     assert!(!rt.root.path().join(&id).exists());
 }
+
+fn ip(args: &[&str]) -> std::process::Output {
+    std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("ip")
+}
+
+/// linux.netDevices: "the runtime MUST move the device into the container's
+/// network namespace", under `name` when given, keeping its permanent
+/// addresses; a device the host does not have fails create, and netDevices
+/// without a network namespace of the container's is refused.
+#[test]
+fn net_devices_move_into_the_container() {
+    let rt = Runtime::new();
+    let host = format!("bth{}a", std::process::id() % 100000);
+    let peer = format!("bth{}b", std::process::id() % 100000);
+    let _ = ip(&["link", "del", &host]);
+    let out = ip(&["link", "add", &host, "type", "veth", "peer", "name", &peer]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ip(&["addr", "add", "10.250.77.1/24", "dev", &host]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut b = sh("ip -o addr show dev eth7; ip -o link show dev eth7");
+    b.config["linux"]["netDevices"] = json!({ &host: {"name": "eth7"} });
+    let (code, out, err) = rt.run(&b, "netdev");
+    let _ = ip(&["link", "del", &peer]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("inet 10.250.77.1/24"), "{out}");
+    assert!(out.contains("state UP") || out.contains(",UP"), "{out}");
+    assert!(
+        !String::from_utf8_lossy(&ip(&["-o", "link"]).stdout).contains(&host),
+        "the device left the host"
+    );
+
+    let mut b = Bundle::new("busybox", &["true"]);
+    b.config["linux"]["netDevices"] = json!({"nosuchdev0": {}});
+    let id = rt.id("netdev-missing");
+    let (ok, err) = create(&rt, &b, &id);
+    assert!(!ok && err.contains("nosuchdev0"), "{err}");
+    assert!(!rt.root.path().join(&id).exists());
+
+    let mut b = Bundle::new("busybox", &["true"]);
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "network");
+    b.config["linux"]["netDevices"] = json!({"lo": {}});
+    let (ok, err) = create(&rt, &b, &rt.id("netdev-hostns"));
+    assert!(!ok && err.contains("netDevices"), "{err}");
+}
