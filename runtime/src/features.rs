@@ -34,6 +34,12 @@ pub fn features() -> Value {
             "netDevices": {"enabled": true},
             "mountExtensions": {"idmap": {"enabled": false}}
         },
-        "annotations": {"org.opencontainers.runc.checkpoint.enabled": "false"}
+        // checkpoint/restore run CRIU: enabled where it is installed.
+        "annotations": {"org.opencontainers.runc.checkpoint.enabled": criu_found().to_string()}
     })
+}
+
+fn criu_found() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("criu").is_file()))
 }

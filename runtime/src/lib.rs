@@ -10,6 +10,7 @@
 //! - `sys`: checked syscall wrappers; `selfexe`: the sealed-memfd re-exec
 
 pub mod cgroups;
+pub mod checkpoint;
 pub mod container;
 pub mod default_spec;
 pub mod error;

@@ -26,6 +26,9 @@ struct Cli {
     /// Print where each command spends its time to stderr.
     #[arg(long, global = true)]
     debug: bool,
+    /// The CRIU binary for checkpoint and restore.
+    #[arg(long, global = true, default_value = "criu")]
+    criu: PathBuf,
     /// Use systemd for cgroups (refused unless systemd runs as PID 1).
     #[arg(long, global = true)]
     systemd_cgroup: bool,
@@ -136,8 +139,84 @@ struct UpdateArgs {
     id: String,
 }
 
+/// runc's CRIU flags shared by checkpoint and restore.
+#[derive(Args)]
+struct CriuArgs {
+    /// Directory of the CRIU image files.
+    #[arg(long, default_value = "checkpoint")]
+    image_path: PathBuf,
+    /// Directory for CRIU's log and work files (default: the image path).
+    #[arg(long)]
+    work_path: Option<PathBuf>,
+    /// Allow open TCP connections.
+    #[arg(long)]
+    tcp_established: bool,
+    /// Allow external unix sockets.
+    #[arg(long)]
+    ext_unix_sk: bool,
+    /// Allow shell jobs.
+    #[arg(long)]
+    shell_job: bool,
+    /// Handle file locks.
+    #[arg(long)]
+    file_locks: bool,
+    /// CRIU's cgroups mode: soft, full, strict or ignore.
+    #[arg(long)]
+    manage_cgroups_mode: Option<String>,
+    /// Not supported by berth (refused): lazy migration.
+    #[arg(long, hide = true)]
+    lazy_pages: bool,
+    /// Not supported by berth (refused).
+    #[arg(long, hide = true)]
+    empty_ns: Vec<String>,
+    /// Not supported by berth (refused).
+    #[arg(long, hide = true)]
+    auto_dedup: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Checkpoint a running container with CRIU.
+    Checkpoint {
+        #[command(flatten)]
+        criu: CriuArgs,
+        /// Directory of a previous (pre-dump) checkpoint.
+        #[arg(long)]
+        parent_path: Option<PathBuf>,
+        /// Leave the container running after the checkpoint.
+        #[arg(long)]
+        leave_running: bool,
+        /// Dump only memory, leaving the container running (iterative migration).
+        #[arg(long)]
+        pre_dump: bool,
+        /// Not supported by berth (refused).
+        #[arg(long, hide = true)]
+        page_server: Option<String>,
+        /// Not supported by berth (refused).
+        #[arg(long, hide = true)]
+        status_fd: Option<i32>,
+        id: String,
+    },
+    /// Restore a container from a CRIU checkpoint.
+    Restore {
+        #[command(flatten)]
+        criu: CriuArgs,
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
+        /// Accepted for runc compatibility.
+        #[arg(long)]
+        no_subreaper: bool,
+        /// Accepted for runc compatibility (CRIU sets up the root).
+        #[arg(long)]
+        no_pivot: bool,
+        id: String,
+    },
     /// Create a container, leaving its process waiting for `start`.
     Create(CreateArgs),
     /// Start a created container.
@@ -357,6 +436,55 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                 .map_err(|e| Error::path("writing", &path, e))?;
             Ok(0)
         }
+        Command::Checkpoint {
+            criu,
+            parent_path,
+            leave_running,
+            pre_dump,
+            page_server,
+            status_fd,
+            id,
+        } => {
+            if page_server.is_some() || status_fd.is_some() {
+                return Err(Error::Usage(
+                    "checkpoint: --page-server and --status-fd are not supported by berth-runtime"
+                        .into(),
+                ));
+            }
+            let mut o = criu_opts(cli, criu)?;
+            o.parent_path = parent_path.clone();
+            o.leave_running = *leave_running;
+            o.pre_dump = *pre_dump;
+            berth_runtime::checkpoint::checkpoint(&root, id, &o).map(|_| 0)
+        }
+        Command::Restore {
+            criu,
+            bundle,
+            detach,
+            pid_file,
+            console_socket,
+            id,
+            ..
+        } => {
+            if console_socket.is_some() {
+                return Err(Error::Usage(
+                    "restore: --console-socket is not supported by berth-runtime".into(),
+                ));
+            }
+            let o = criu_opts(cli, criu)?;
+            let bundle = berth_runtime::spec::load_bundle(bundle)?;
+            let rec =
+                berth_runtime::checkpoint::restore(&root, id, &bundle, &o, pid_file.as_deref())?;
+            if *detach {
+                return Ok(0);
+            }
+            // Not our child (CRIU restored it detached): wait for it to go.
+            while rec.init_alive() {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            container::delete(&root, id, true)?;
+            Ok(0)
+        }
         Command::Features => {
             println!(
                 "{}",
@@ -366,6 +494,32 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+fn criu_opts(cli: &Cli, a: &CriuArgs) -> Result<berth_runtime::checkpoint::CriuOpts> {
+    if a.lazy_pages || !a.empty_ns.is_empty() || a.auto_dedup {
+        return Err(Error::Usage(
+            "--lazy-pages, --empty-ns and --auto-dedup are not supported by berth-runtime".into(),
+        ));
+    }
+    let abs = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(p)
+        }
+    };
+    Ok(berth_runtime::checkpoint::CriuOpts {
+        criu: cli.criu.clone(),
+        image_path: abs(&a.image_path),
+        work_path: a.work_path.as_deref().map(abs),
+        tcp_established: a.tcp_established,
+        ext_unix_sk: a.ext_unix_sk,
+        shell_job: a.shell_job,
+        file_locks: a.file_locks,
+        manage_cgroups_mode: a.manage_cgroups_mode.clone(),
+        ..Default::default()
+    })
 }
 
 /// The process for `exec`: from --process, or the container's own process with

@@ -764,3 +764,128 @@ fn net_devices_move_into_the_container() {
     let (ok, err) = create(&rt, &b, &rt.id("netdev-hostns"));
     assert!(!ok && err.contains("netDevices"), "{err}");
 }
+
+// ---- checkpoint / restore ----
+
+/// `checkpoint` and `restore` exist with runc's flags and run CRIU; when CRIU
+/// fails the error is CRIU's own reason and the container is left as it was (a
+/// failed restore leaves nothing). Here a stand-in `criu` (--criu) fails the
+/// way CRIU does, writing its reason to the log it was given; where CRIU is
+/// missing the error says so.
+#[test]
+fn checkpoint_and_restore_run_criu_and_report_its_reason() {
+    let rt = Runtime::new();
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("criu");
+    let args_file = dir.path().join("args");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\nwhile [ $# -gt 0 ]; do case $1 in --work-dir) w=$2;; --log-file) l=$2;; esac; shift; done\necho '(00.001) Error (criu/kerndat.c:1234): kernel lacks what criu needs' > $w/$l\nexit 1\n",
+            args_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut b = Bundle::new("busybox", &["sleep", "60"]);
+    let vol = dir.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/vol", "type": "bind", "source": vol, "options": ["rbind"]}));
+    let id = rt.run_detached(&b, "ckpt");
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    let img = dir.path().join("img");
+    let work = dir.path().join("work");
+    let out = rt
+        .cmd()
+        .arg("--criu")
+        .arg(&fake)
+        .args(["checkpoint", "--image-path"])
+        .arg(&img)
+        .arg("--work-path")
+        .arg(&work)
+        .args(["--tcp-established", "--file-locks", &id])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(
+        e.contains("kernel lacks what criu needs"),
+        "CRIU's reason: {e}"
+    );
+    assert!(e.contains("level=error"), "{e}");
+    let args = std::fs::read_to_string(&args_file).unwrap();
+    for want in [
+        format!("dump --tree {pid} "),
+        format!("--images-dir {}", img.display()),
+        format!("--work-dir {}", work.display()),
+        "--root /".to_string(),
+        "--manage-cgroups".to_string(),
+        "--tcp-established".to_string(),
+        "--file-locks".to_string(),
+        "--external mnt[/vol]:/vol".to_string(),
+    ] {
+        assert!(args.contains(&want), "{want:?} not in {args}");
+    }
+    assert_eq!(
+        rt.state(&id)["status"],
+        "running",
+        "a failed checkpoint leaves it running"
+    );
+
+    // restore: CRIU's reason, and nothing is left.
+    let rid = rt.id("restored");
+    let out = rt
+        .cmd()
+        .arg("--criu")
+        .arg(&fake)
+        .args(["restore", "--detach", "--image-path"])
+        .arg(&img)
+        .arg("--work-path")
+        .arg(&work)
+        .arg("--bundle")
+        .arg(b.path())
+        .arg(&rid)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("kernel lacks what criu needs"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        std::fs::read_to_string(&args_file)
+            .unwrap()
+            .contains("restore --restore-detached")
+    );
+    assert!(!rt.root.path().join(&rid).exists());
+    assert!(!Path::new("/sys/fs/cgroup/pids").join(&rid).exists());
+
+    // No CRIU at all: said so.
+    let out = rt
+        .cmd()
+        .arg("--criu")
+        .arg(dir.path().join("no-criu-here"))
+        .args(["checkpoint", "--image-path"])
+        .arg(&img)
+        .arg(&id)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot run criu"), "{}", stderr(&out));
+
+    // Only a running container can be checkpointed.
+    assert!(rt.exec(&["kill", &id, "KILL"]).status.success());
+    let out = rt
+        .cmd()
+        .arg("--criu")
+        .arg(&fake)
+        .args(["checkpoint", &id])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("stopped"), "{}", stderr(&out));
+}
