@@ -22,6 +22,8 @@ fn hierarchies() -> Vec<PathBuf> {
         .filter(|l| l.contains(" - cgroup ") || l.contains(" - cgroup2 "))
         .filter_map(|l| l.split(' ').nth(4))
         .map(PathBuf::from)
+        // Not the binds a container without a mount namespace has in its rootfs.
+        .filter(|p| p.starts_with("/sys/fs/cgroup"))
         .collect();
     out.sort();
     out.dedup();
@@ -279,6 +281,37 @@ fn census_failed_creates() {
                     .push(json!({"destination": "/x", "type": "nosuchfs", "source": "none"}))
             }),
         ),
+        (
+            "seccomp-listener",
+            Box::new(|c| {
+                c["linux"]["seccomp"] = json!({
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "listenerPath": "/nonexistent/agent.sock",
+                    "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}],
+                })
+            }),
+        ),
+        (
+            "netdev",
+            Box::new(|c| c["linux"]["netDevices"] = json!({"nosuchdev0": {}})),
+        ),
+        (
+            "memorypolicy",
+            Box::new(|c| c["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BIND", "nodes": "63"})),
+        ),
+        (
+            "cpuaffinity",
+            Box::new(|c| c["process"]["execCPUAffinity"] = json!({"final": "999"})),
+        ),
+        (
+            "nomntns",
+            Box::new(|c| {
+                c["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "uts"}]);
+                c["linux"]["maskedPaths"] = json!([]);
+                c["linux"]["readonlyPaths"] = json!([]);
+                c["process"]["args"] = json!(["/no/such/program"]);
+            }),
+        ),
     ];
     for (name, edit) in cases {
         let mut c = case(&rt, name, &["true"]);
@@ -287,7 +320,36 @@ fn census_failed_creates() {
         assert!(!ok_, "{name}: create must fail");
         assert!(err.contains("error"), "{name}: {err}");
         c.assert_gone(&rt, &format!("failed create ({name})"));
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let rootfs = c.bundle.path().canonicalize().unwrap();
+        assert!(
+            !info.contains(&rootfs.display().to_string()),
+            "{name}: mounts left under the bundle:\n{info}"
+        );
     }
+}
+
+#[test]
+fn census_no_mount_namespace() {
+    // Mounts in the runtime's namespace and cgroups both go at delete.
+    let rt = Runtime::new();
+    let mut c = case(&rt, "nomntns-ok", &["sleep", "60"]);
+    c.bundle.config["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "uts"}]);
+    c.bundle.config["linux"]["maskedPaths"] = json!([]);
+    c.bundle.config["linux"]["readonlyPaths"] = json!([]);
+    let (ok_, err) = c.create(&rt);
+    assert!(ok_, "{err}");
+    c.assert_present();
+    ok(&rt.exec(&["start", &c.id]), "start");
+    ok(&rt.exec(&["kill", &c.id, "KILL"]), "kill");
+    ok(&rt.exec(&["delete", &c.id]), "delete");
+    c.assert_gone(&rt, "delete of a container without a mount namespace");
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let rootfs = c.bundle.path().canonicalize().unwrap();
+    assert!(
+        !info.contains(&rootfs.display().to_string()),
+        "mounts left under the bundle:\n{info}"
+    );
 }
 
 /// `create` SIGKILLed while a hook of it runs: the runtime's own rollback never
