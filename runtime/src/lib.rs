@@ -7,6 +7,8 @@
 //! - `init`: the container's init process from clone to exec
 //! - `namespaces`, `rootfs`, `mount_options`, `cgroups`, `process`, `seccomp`, `hooks`
 //! - `exec`: another process in a running container; `tty`: foreground terminals
+//! - `guard`: undoes a `create` that was killed; `checkpoint`: CRIU
+//! - `netdev` (linux.netDevices), `rdt` (linux.intelRdt)
 //! - `sys`: checked syscall wrappers; `selfexe`: the sealed-memfd re-exec
 
 pub mod cgroups;
