@@ -149,6 +149,30 @@ pub fn checkpoint(root: &Root, id: &str, o: &CriuOpts) -> Result<()> {
             op: "checkpoint it (it is not running)",
         });
     }
+    // As runc: the parent (a pre-dump) is named relative to the image path, so
+    // the images stay movable; it must exist.
+    if let Some(p) = &o.parent_path {
+        if p.is_absolute() {
+            return Err(err(
+                "checkpoint",
+                format!(
+                    "--parent-path {} must be relative to --image-path",
+                    p.display()
+                ),
+            ));
+        }
+        let full = o.image_path.join(p);
+        if !full.is_dir() {
+            return Err(err(
+                "checkpoint",
+                format!(
+                    "invalid --parent-path {}: {} is not a directory",
+                    p.display(),
+                    full.display()
+                ),
+            ));
+        }
+    }
     let bundle = crate::spec::load_bundle(&rec.bundle)?;
     for d in [Some(&o.image_path), o.work_path.as_ref()]
         .into_iter()

@@ -168,7 +168,7 @@ fn ordinary_directory(root: &OwnedFd, dest: &Path, typ: &str) -> Result<()> {
     Err(Error::config(
         "mounts",
         format!(
-            "{typ} must be mounted on an ordinary directory, but {} in the rootfs is {what}",
+            "filesystem {typ:?} must be mounted on ordinary directory: {} in the rootfs is {what}",
             dest.display()
         ),
     ))

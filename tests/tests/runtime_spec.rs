@@ -162,7 +162,10 @@ fn proc_or_sys_symlink_in_rootfs_is_refused() {
         let id = rt.id(&format!("symlink-{dir}"));
         let (ok, err) = create(&rt, &b, &id);
         assert!(!ok, "/{dir} as a symlink was followed");
-        assert!(err.contains("ordinary directory"), "{err}");
+        assert!(
+            err.contains("must be mounted on ordinary directory"),
+            "{err}"
+        );
         assert!(err.contains(&format!("/{dir}")), "{err}");
     }
 }
@@ -863,6 +866,21 @@ fn checkpoint_and_restore_run_criu_and_report_its_reason() {
     );
     assert!(!rt.root.path().join(&rid).exists());
     assert!(!Path::new("/sys/fs/cgroup/pids").join(&rid).exists());
+
+    // --parent-path (a pre-dump) is relative to --image-path and must exist (runc).
+    for parent in ["/abs/parent", "./no-such-parent"] {
+        let out = rt
+            .cmd()
+            .arg("--criu")
+            .arg(&fake)
+            .args(["checkpoint", "--image-path"])
+            .arg(&img)
+            .args(["--parent-path", parent, &id])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains("--parent-path"), "{}", stderr(&out));
+    }
 
     // No CRIU at all: said so.
     let out = rt
