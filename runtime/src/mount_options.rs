@@ -116,13 +116,14 @@ pub fn propagation_flag(name: &str) -> Option<libc::c_ulong> {
     })
 }
 
-/// The recursive access-time modes: `ratime` (clear noatime), `rrelatime` and
-/// `rnostrictatime` give relatime, the kernel's default; `rnorelatime` and
-/// `rstrictatime` update every access.
+/// The recursive access-time modes, as runc sets them: `rnoatime` and
+/// `rstrictatime` set their mode; `ratime`, `rnostrictatime` (clearing a mode)
+/// and `rrelatime` give relatime, the kernel's default, and so does
+/// `rnorelatime` (clearing MOUNT_ATTR_RELATIME, which is 0, leaves the default).
 fn recursive_atime(opt: &str) -> u64 {
     match opt {
         "rnoatime" => MOUNT_ATTR_NOATIME,
-        "rstrictatime" | "rnorelatime" => MOUNT_ATTR_STRICTATIME,
+        "rstrictatime" => MOUNT_ATTR_STRICTATIME,
         _ => MOUNT_ATTR_RELATIME,
     }
 }
@@ -240,6 +241,9 @@ mod tests {
         assert_eq!(o.rec_clear, MOUNT_ATTR__ATIME);
         let o = p(&["rbind", "ratime", "rnodiratime"]);
         assert_eq!(o.rec_set, MOUNT_ATTR_NODIRATIME);
+        assert_eq!(o.rec_clear, MOUNT_ATTR__ATIME);
+        let o = p(&["rbind", "rstrictatime", "rnorelatime"]);
+        assert_eq!(o.rec_set, MOUNT_ATTR_RELATIME, "as runc");
         assert_eq!(o.rec_clear, MOUNT_ATTR__ATIME);
     }
 

@@ -196,6 +196,8 @@ fn recursive_atime_options() {
         ("/strict", json!(["rnoatime", "rstrictatime"])),
         ("/relatime", json!(["rnoatime", "ratime"])),
         ("/nodiratime", json!(["rstrictatime", "rnodiratime"])),
+        ("/norelatime", json!(["rstrictatime", "rnorelatime"])),
+        ("/nostrictatime", json!(["rstrictatime", "rnostrictatime"])),
     ] {
         m.push(json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": opts}));
     }
@@ -213,6 +215,11 @@ fn recursive_atime_options() {
         o.contains(&"relatime".into()) && !o.contains(&"noatime".into()),
         "{o:?}"
     );
+    for mp in ["/norelatime", "/nostrictatime"] {
+        // As runc (and contest expects): clearing a mode leaves relatime.
+        let o = mount_options_of(&out, mp);
+        assert!(o.contains(&"relatime".into()), "{mp}: {o:?}");
+    }
     let o = mount_options_of(&out, "/nodiratime");
     assert!(
         o.contains(&"nodiratime".into()) && !o.contains(&"relatime".into()),
