@@ -443,13 +443,19 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
     }
     release(root, &rec)?;
     let state_json = serde_json::to_vec(&rec.output(Status::Running)).unwrap_or_default();
-    // A failing poststart hook is reported but the container keeps running.
-    crate::hooks::run(
+    // As runc: the first failing poststart hook stops the others, the container
+    // is ended (so a `delete` after the failed `start` finds it stopped and
+    // removes it) and `start` fails with the hook's error.
+    let r = crate::hooks::run(
         "poststart",
         rec.hooks.as_ref().and_then(|h| h.poststart().as_ref()),
         &state_json,
         None,
-    )
+    );
+    if r.is_err() {
+        let _ = kill(root, id, libc::SIGKILL, false);
+    }
+    r
 }
 
 fn release(root: &Root, rec: &Record) -> Result<()> {

@@ -914,3 +914,30 @@ fn checkpoint_and_restore_run_criu_and_report_its_reason() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("stopped"), "{}", stderr(&out));
 }
+
+/// A failing poststart hook, as runc (and contest's poststart_fail): the hooks
+/// after it do not run, `start` exits 1 with the hook's error, and the container
+/// is ended, so the `delete` that follows removes it.
+#[test]
+fn poststart_failure_fails_start_and_ends_the_container() {
+    let rt = Runtime::new();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let l = log.display().to_string();
+    let mut b = Bundle::new("busybox", &["sleep", "60"]);
+    b.config["hooks"] = json!({"poststart": [
+        {"path": "/bin/sh", "args": ["sh", "-c", format!("echo hook_1 >> {l}")]},
+        {"path": "/bin/sh", "args": ["sh", "-c", format!("echo hook_2 >> {l}; exit 1")]},
+        {"path": "/bin/sh", "args": ["sh", "-c", format!("echo hook_3 >> {l}")]},
+    ]});
+    let id = rt.id("poststart");
+    let (ok, err) = create(&rt, &b, &id);
+    assert!(ok, "{err}");
+    let out = rt.exec(&["start", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("poststart"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "hook_1\nhook_2\n");
+    assert_eq!(rt.state(&id)["status"], "stopped");
+    let out = rt.exec(&["delete", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
