@@ -43,3 +43,26 @@ fn criu_found() -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("criu").is_file()))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn features_parse_as_the_spec_type_and_name_what_berth_does() {
+        let v = super::features();
+        let f: oci_spec::runtime::Features = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(f.oci_version_max(), "1.3.0");
+        assert_eq!(v["linux"]["netDevices"]["enabled"], true);
+        assert!(
+            v["linux"]["memoryPolicy"]["modes"]
+                .as_array()
+                .unwrap()
+                .contains(&"MPOL_BIND".into())
+        );
+        assert!(
+            v["mountOptions"]
+                .as_array()
+                .unwrap()
+                .contains(&"rstrictatime".into())
+        );
+    }
+}
