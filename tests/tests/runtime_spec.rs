@@ -941,3 +941,39 @@ fn poststart_failure_fails_start_and_ends_the_container() {
     let out = rt.exec(&["delete", &id]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// The same for `exec`: the process `exec` starts loads the container's filter
+/// and its notify fd goes to the agent, with that process's pid and the
+/// container's state.
+#[test]
+fn seccomp_notify_fd_of_an_exec_goes_to_the_listener() {
+    use std::os::fd::AsRawFd;
+    let rt = Runtime::new();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let mut b = Bundle::new("busybox", &["sleep", "60"]);
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock,
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}],
+    });
+    let id = rt.run_detached(&b, "notify-exec");
+    let (first, _fd) = agent_receive(&listener);
+    let init = rt.state(&id)["pid"].as_i64().unwrap();
+    assert_eq!(first["pid"], init, "{first}");
+    assert_eq!(first["metadata"], "", "{first}");
+    let (ok, err) = rt.detached(&["exec", "--detach", &id, "sleep", "30"]);
+    assert!(ok, "{err}");
+    let (st, fd) = agent_receive(&listener);
+    assert_eq!(st["fds"], json!(["seccompFd"]), "{st}");
+    assert_eq!(st["state"]["id"], id.as_str(), "{st}");
+    assert_eq!(st["state"]["pid"], init, "the container's state: {st}");
+    assert_eq!(st["state"]["status"], "running", "{st}");
+    let pid = st["pid"].as_i64().unwrap();
+    assert_ne!(pid, init, "the exec'd process: {st}");
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim(), "sleep");
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+    assert_eq!(link.display().to_string(), "anon_inode:seccomp notify");
+}
