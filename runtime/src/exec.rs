@@ -20,6 +20,8 @@ pub struct ExecOpts<'a> {
     pub console_socket: Option<&'a Path>,
     pub preserve_fds: i32,
     pub ignore_paused: bool,
+    /// `--cgroup`: sub-cgroups of the container's to run in.
+    pub sub_cgroups: &'a [String],
 }
 
 fn ns_file(t: LinuxNamespaceType) -> &'static str {
@@ -48,6 +50,7 @@ pub fn exec(root: &Root, opts: ExecOpts) -> Result<i32> {
         });
     }
     crate::spec::validate_process(&opts.process)?;
+    let cgroup = rec.cgroup.with_sub_cgroups(opts.sub_cgroups)?;
     let bundle = opts.bundle;
     let linux = bundle.spec.linux().as_ref().expect("validated");
     let types: Vec<LinuxNamespaceType> = linux
@@ -111,8 +114,7 @@ pub fn exec(root: &Root, opts: ExecOpts) -> Result<i32> {
     };
     crate::process::initial_cpu_affinity(&opts.process)?;
     let (parent_sock, child_sock) = sys::seqpacket_pair()?;
-    let unified = rec
-        .cgroup
+    let unified = cgroup
         .unified()
         .and_then(|p| sys::open(p, libc::O_PATH | libc::O_DIRECTORY).ok());
     // SAFETY: this process is single-threaded; the child only runs `child` below
@@ -141,7 +143,7 @@ pub fn exec(root: &Root, opts: ExecOpts) -> Result<i32> {
         };
         let err = match child(
             &child_sock,
-            &rec.cgroup,
+            &cgroup,
             &ns_fds,
             chroot_to.as_ref(),
             console.as_ref(),
@@ -162,7 +164,7 @@ pub fn exec(root: &Root, opts: ExecOpts) -> Result<i32> {
         let _ = sys::waitpid(pid);
         e
     };
-    if !born_in_unified && let Some(u) = rec.cgroup.unified() {
+    if !born_in_unified && let Some(u) = cgroup.unified() {
         std::fs::write(u.join("cgroup.procs"), pid.to_string())
             .map_err(|e| fail(Error::cgroup(u, format!("adding pid {pid}: {e}"))))?;
     }

@@ -99,7 +99,8 @@ struct ExecArgs {
     preserve_fds: i32,
     #[arg(long)]
     ignore_paused: bool,
-    /// Accepted for runc compatibility (the exec joins the container's cgroups).
+    /// Run in an existing sub-cgroup of the container's: [<controller>:]<path>
+    /// (repeatable, one per controller; without a controller, all of them).
     #[arg(long)]
     cgroup: Vec<String>,
     id: String,
@@ -413,6 +414,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                     console_socket: a.console_socket.as_deref(),
                     preserve_fds: a.preserve_fds,
                     ignore_paused: a.ignore_paused,
+                    sub_cgroups: &a.cgroup,
                 },
             )
         }

@@ -977,3 +977,50 @@ fn seccomp_notify_fd_of_an_exec_goes_to_the_listener() {
     let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
     assert_eq!(link.display().to_string(), "anon_inode:seccomp notify");
 }
+
+/// runc's `exec --cgroup [<controller>:]<path>`: the process runs in an existing
+/// sub-cgroup of the container's; a path that leaves the container's cgroup, a
+/// missing one or an unknown controller is an error.
+#[test]
+fn exec_into_a_sub_cgroup() {
+    let rt = Runtime::new();
+    let b = Bundle::new("busybox", &["sleep", "60"]);
+    let id = rt.run_detached(&b, "execcg");
+    let pids = berth_tests::cgroup_dir("pids", &id);
+    assert!(pids.is_dir(), "{}", pids.display());
+    for bad in [
+        "..",
+        "notexistspath",
+        "pids:notexistspath",
+        "waaaaat:/",
+        "pids:../..",
+    ] {
+        let out = rt.exec(&["exec", "--cgroup", bad, &id, "true"]);
+        assert!(!out.status.success(), "--cgroup {bad} accepted");
+        assert!(stderr(&out).contains("--cgroup"), "{}", stderr(&out));
+    }
+    let out = rt.exec(&["exec", "--cgroup=/", &id, "cat", "/proc/self/cgroup"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::create_dir(pids.join("sub")).unwrap();
+    let out = rt.exec(&[
+        "exec",
+        "--cgroup",
+        "pids:sub",
+        &id,
+        "cat",
+        "/proc/self/cgroup",
+    ]);
+    let _ = std::fs::remove_dir(pids.join("sub"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = stdout(&out);
+    let pids_line = got
+        .lines()
+        .find(|l| l.contains(":pids:"))
+        .unwrap_or_else(|| panic!("{got}"));
+    assert!(pids_line.ends_with(":/sub"), "{got}");
+    let mem_line = got
+        .lines()
+        .find(|l| l.contains(":memory:"))
+        .unwrap_or_else(|| panic!("{got}"));
+    assert!(mem_line.ends_with(":/"), "{got}");
+}

@@ -285,6 +285,70 @@ impl Cgroup {
     }
 }
 
+impl Cgroup {
+    /// The cgroups an `exec --cgroup` process joins: existing sub-cgroups of the
+    /// container's, given as runc takes them: `[<controller>[,<controller>]:]<path>`
+    /// (without a controller: one path for every hierarchy). A path may not leave
+    /// the container's cgroup, and must exist.
+    pub fn with_sub_cgroups(&self, args: &[String]) -> Result<Cgroup> {
+        if args.is_empty() {
+            return Ok(self.clone());
+        }
+        let bad = |msg: String| Error::Usage(format!("--cgroup: {msg}"));
+        let mut subs: std::collections::HashMap<String, String> = Default::default();
+        for a in args {
+            match a.split_once(':') {
+                Some((ctrls, path)) => {
+                    for c in ctrls.split(',') {
+                        if c.is_empty() {
+                            return Err(bad(format!("{a:?} has an empty controller")));
+                        }
+                        let known = self.hierarchies.iter().any(|h| {
+                            h.controllers
+                                .iter()
+                                .any(|x| x == c || x == &format!("name={c}"))
+                        });
+                        if !known {
+                            return Err(bad(format!("unknown controller {c:?} in {a:?}")));
+                        }
+                        if subs.insert(c.to_string(), path.to_string()).is_some() {
+                            return Err(bad(format!("controller {c} given twice")));
+                        }
+                    }
+                }
+                None if args.len() == 1 => {
+                    subs.insert(String::new(), a.clone());
+                }
+                None => return Err(bad(format!("{a:?} needs a <controller>: prefix"))),
+            }
+        }
+        let mut out = self.clone();
+        for h in &mut out.hierarchies {
+            let sub = subs.get("").or_else(|| {
+                h.controllers
+                    .iter()
+                    .find_map(|c| subs.get(c.strip_prefix("name=").unwrap_or(c)))
+            });
+            let Some(sub) = sub else { continue };
+            let mut path = h.path.clone();
+            for comp in Path::new(sub).components() {
+                match comp {
+                    std::path::Component::Normal(n) => path.push(n),
+                    std::path::Component::ParentDir => {
+                        return Err(bad(format!("{sub:?} leaves the container's cgroup")));
+                    }
+                    _ => {}
+                }
+            }
+            if !path.is_dir() {
+                return Err(bad(format!("{} does not exist", path.display())));
+            }
+            h.path = path;
+        }
+        Ok(out)
+    }
+}
+
 /// The first directory of `path` (below `mountpoint`) that does not exist yet.
 fn first_missing(mountpoint: &Path, path: &Path) -> Option<PathBuf> {
     if path.exists() {
