@@ -440,3 +440,21 @@ fn census_default_cgroups_path() {
     ok(&rt.exec(&["delete", &c.id]), "delete");
     c.assert_gone(&rt, "delete with the default cgroupsPath");
 }
+
+#[test]
+fn census_failing_poststart_hook() {
+    // start fails and ends the container (as runc); the delete that follows
+    // (without --force) removes it.
+    let rt = Runtime::new();
+    let mut c = case(&rt, "poststart", &["sleep", "60"]);
+    c.bundle.config["hooks"] =
+        json!({"poststart": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 1"]}]});
+    let (ok_, err) = c.create(&rt);
+    assert!(ok_, "{err}");
+    assert!(!rt.exec(&["start", &c.id]).status.success());
+    ok(
+        &rt.exec(&["delete", &c.id]),
+        "delete after a failed poststart",
+    );
+    c.assert_gone(&rt, "a failing poststart hook");
+}
