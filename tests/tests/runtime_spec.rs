@@ -667,7 +667,7 @@ fn seccomp_notify_fd_goes_to_the_listener() {
     });
     let id = rt.id("notify");
     b.write();
-    let mut child = rt
+    let child = rt
         .cmd()
         .args(["run", "--bundle"])
         .arg(b.path())
