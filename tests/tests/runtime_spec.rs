@@ -1024,3 +1024,71 @@ fn exec_into_a_sub_cgroup() {
         .unwrap_or_else(|| panic!("{got}"));
     assert!(mem_line.ends_with(":/"), "{got}");
 }
+
+/// The bookkeeping around a CRIU that succeeds (a stand-in again: this host has
+/// no working CRIU): checkpoint --leave-running keeps the container, checkpoint
+/// without it removes it (CRIU ended its processes); restore records the
+/// process CRIU restored (its --pidfile) as the running container, in cgroups of
+/// its own, and delete removes it all.
+#[test]
+fn checkpoint_and_restore_bookkeeping_when_criu_succeeds() {
+    let rt = Runtime::new();
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("criu");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\ncmd=$1\nwhile [ $# -gt 0 ]; do case $1 in --pidfile) p=$2;; esac; shift; done\nif [ \"$cmd\" = restore ]; then setsid sleep 30 </dev/null >/dev/null 2>&1 & echo $! > $p; fi\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let b = Bundle::new("busybox", &["sleep", "60"]);
+    let id = rt.run_detached(&b, "ckpt-ok");
+    let img = dir.path().join("img");
+    let criu = |args: &[&str]| {
+        rt.cmd()
+            .arg("--criu")
+            .arg(&fake)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = criu(&[
+        "checkpoint",
+        "--leave-running",
+        "--image-path",
+        img.to_str().unwrap(),
+        &id,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(rt.state(&id)["status"], "running");
+    let out = criu(&["checkpoint", "--image-path", img.to_str().unwrap(), &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&rt.exec(&["state", &id])).contains("does not exist"));
+
+    let rid = rt.id("ckpt-restored");
+    let out = criu(&[
+        "restore",
+        "--detach",
+        "--image-path",
+        img.to_str().unwrap(),
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &rid,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let st = rt.state(&rid);
+    assert_eq!(st["status"], "running", "{st}");
+    let pid = st["pid"].as_i64().unwrap();
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim(), "sleep");
+    let pids = berth_tests::cgroup_dir("pids", &rid);
+    assert!(pids.is_dir(), "cgroups made for the restored container");
+    assert!(rt.exec(&["delete", "--force", &rid]).status.success());
+    assert!(!pids.exists(), "and removed with it");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists() || {
+            let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            s.contains(") Z ")
+        }
+    );
+}
