@@ -261,7 +261,13 @@ pub fn restore(
         host_mounts: false,
         rdt: None,
     };
-    root.save(&rec).map_err(undo)?;
+    if let Err(e) = root.save(&rec) {
+        // Nothing would know of the restored process: end it with the rest.
+        // SAFETY: plain kill of the pid CRIU restored.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        cgroup.kill_all(std::time::Duration::from_secs(5));
+        return Err(undo(e));
+    }
     if let Some(f) = pid_file {
         crate::sys::write_atomic(f, pid.to_string().as_bytes())?;
     }
