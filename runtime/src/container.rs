@@ -4,6 +4,7 @@
 
 use crate::cgroups::{self, Cgroup};
 use crate::error::{Error, Result};
+use crate::guard::{Guard, Undo};
 use crate::init::{self, Init};
 use crate::namespaces::{self, Plan};
 use crate::spec::{self, Bundle};
@@ -48,30 +49,54 @@ pub fn needs_sealed_runtime(spec: &oci_spec::runtime::Spec) -> bool {
     !new_pid || start_hooks
 }
 
-/// Undoes a half-made create: the init process, the cgroups, the state dir.
+/// Undoes a half-made create: the init process, the cgroups, the mounts made in
+/// the runtime's namespace, the state dir. Then, whatever the outcome, tells the
+/// guard that `create` ended by itself.
 struct Rollback<'a> {
     root: &'a Root,
     id: &'a str,
     pid: i32,
     cgroup: Option<Cgroup>,
+    host_rootfs: Option<PathBuf>,
+    rdt: Option<crate::rdt::RdtGroup>,
+    guard: Option<Guard>,
     armed: bool,
 }
 
 impl Drop for Rollback<'_> {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
+        if self.armed {
+            if self.pid > 0 {
+                // SAFETY: signalling and reaping our own child.
+                unsafe { libc::kill(self.pid, libc::SIGKILL) };
+                let _ = sys::waitpid(self.pid);
+            }
+            if let Some(cg) = &self.cgroup {
+                cg.kill_all(Duration::from_secs(5));
+                let _ = cg.destroy();
+            }
+            if let Some(r) = &self.host_rootfs {
+                crate::rootfs::unmount_under(r);
+            }
+            if let Some(g) = &self.rdt {
+                g.remove();
+            }
+            let _ = self.root.remove(self.id);
         }
-        if self.pid > 0 {
-            // SAFETY: signalling and reaping our own child.
-            unsafe { libc::kill(self.pid, libc::SIGKILL) };
-            let _ = sys::waitpid(self.pid);
+        if let Some(g) = &mut self.guard {
+            g.done();
         }
-        if let Some(cg) = &self.cgroup {
-            let _ = cg.destroy();
-        }
-        let _ = self.root.remove(self.id);
     }
+}
+
+/// Whether the container sets up its rootfs in the runtime's own mount namespace
+/// (the config lists no mount namespace: it is inherited, as in runc).
+pub fn uses_host_mount_ns(spec: &oci_spec::runtime::Spec) -> bool {
+    !spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Mount))
 }
 
 /// Creates the container; returns its record. The init process is our child.
@@ -116,14 +141,33 @@ fn create_with_console(
         namespaces::setns(&fd, t)?;
     }
 
+    let cgroup = Cgroup::for_container(linux.cgroups_path().as_deref(), opts.id)?;
+    let host_rootfs = uses_host_mount_ns(&bundle.spec).then(|| bundle.rootfs.clone());
     let dir = root.claim(opts.id)?;
     let mut rollback = Rollback {
         root,
         id: opts.id,
         pid: 0,
         cgroup: None,
+        host_rootfs: host_rootfs.clone(),
+        rdt: None,
+        guard: None,
         armed: true,
     };
+    // The group an intelRdt config would make here, for the guard.
+    let rdt_dir = linux.intel_rdt().as_ref().and_then(|r| {
+        let dir = crate::rdt::resctrl_mount()?.join(r.clos_id().as_deref().unwrap_or(opts.id));
+        (!dir.exists()).then_some(dir)
+    });
+    // SAFETY: this process is single-threaded.
+    rollback.guard = Some(unsafe {
+        Guard::spawn(Undo {
+            cgroup: cgroup.clone(),
+            state_dir: dir.clone(),
+            host_rootfs: host_rootfs.clone(),
+            rdt_dir,
+        })
+    }?);
 
     let fifo_path = dir.join(EXEC_FIFO);
     let c = sys::cstring(&fifo_path);
@@ -134,7 +178,6 @@ fn create_with_console(
     let fifo =
         sys::open(&fifo_path, libc::O_PATH).map_err(|e| Error::path("opening", &fifo_path, e))?;
 
-    let cgroup = Cgroup::for_container(linux.cgroups_path().as_deref(), opts.id)?;
     timing::mark(&mut t, "state dir and fifo");
     cgroup.create()?;
     timing::mark(&mut t, "cgroup directories");
@@ -146,6 +189,12 @@ fn create_with_console(
     )));
     cgroup.apply(&resources)?;
     timing::mark(&mut t, "cgroup resources");
+    let rdt = linux
+        .intel_rdt()
+        .as_ref()
+        .map(|r| crate::rdt::setup(r, opts.id))
+        .transpose()?;
+    rollback.rdt = rdt.clone();
 
     let console = match console_end {
         Some(fd) => Some(fd),
@@ -174,11 +223,19 @@ fn create_with_console(
     } else {
         (plan.clone_flags, 0)
     };
+    // execCPUAffinity.initial: this process's, inherited by the init until it
+    // joins its cgroups.
+    crate::process::initial_cpu_affinity(process)?;
     // SAFETY: this process is single-threaded; the child only runs `init::main`.
     let (pid, born_in_unified) = unsafe { sys::fork_into(clone_flags, unified.as_ref()) }
         .map_err(|e| Error::sys("clone of container init", e))?;
     if pid == 0 {
         drop(parent_sock);
+        // The guard must see end of file when `create` dies, not when the init does.
+        if let Some(fd) = rollback.guard.as_ref().and_then(Guard::raw_fd) {
+            // SAFETY: closing this process's copy of the pipe; never used again here.
+            unsafe { libc::close(fd) };
+        }
         init::main(Init {
             bundle,
             ns: &plan,
@@ -197,6 +254,12 @@ fn create_with_console(
     drop(console);
     rollback.pid = pid;
 
+    if let Some(g) = &rdt {
+        g.add(pid)?;
+    }
+    if let Some(devs) = linux.net_devices() {
+        crate::netdev::move_into(devs, pid)?;
+    }
     if plan.new_user {
         write_id_maps(pid, bundle)?;
     }
@@ -226,6 +289,8 @@ fn create_with_console(
         cgroup: cgroup.clone(),
         hooks: bundle.spec.hooks().clone(),
         oci_version: bundle.spec.version().clone(),
+        host_mounts: host_rootfs.is_some(),
+        rdt,
     };
     let state_json = serde_json::to_vec(&record.output(Status::Creating)).unwrap_or_default();
     let mut go = b"G".to_vec();
@@ -233,20 +298,31 @@ fn create_with_console(
     sys::send(&parent_sock, &go).map_err(|e| Error::sys("starting container init", e))?;
 
     loop {
-        let msg =
-            sys::recv(&parent_sock).map_err(|e| Error::sys("waiting for container init", e))?;
+        let (msg, fd) = sys::recv_with_fd(&parent_sock)
+            .map_err(|e| Error::sys("waiting for container init", e))?;
         match msg.first() {
+            Some(b'S') => {
+                let fd = fd.ok_or_else(|| Error::Init("no seccomp notify fd came".into()))?;
+                let state: serde_json::Value =
+                    serde_json::from_slice(&state_json).unwrap_or_default();
+                let sc = linux.seccomp().as_ref().expect("a filter notified");
+                crate::seccomp::send_to_agent(sc, bundle.spec.version(), pid, state, &fd)?;
+                sys::send(&parent_sock, b"s")
+                    .map_err(|e| Error::sys("resuming container init", e))?;
+            }
             Some(b'H') => {
                 let hooks = bundle.spec.hooks().as_ref();
                 crate::hooks::run(
                     "prestart",
                     hooks.and_then(|h| h.prestart().as_ref()),
                     &state_json,
+                    None,
                 )?;
                 crate::hooks::run(
                     "createRuntime",
                     hooks.and_then(|h| h.create_runtime().as_ref()),
                     &state_json,
+                    None,
                 )?;
                 sys::send(&parent_sock, b"C")
                     .map_err(|e| Error::sys("resuming container init", e))?;
@@ -367,12 +443,19 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
     }
     release(root, &rec)?;
     let state_json = serde_json::to_vec(&rec.output(Status::Running)).unwrap_or_default();
-    // A failing poststart hook is reported but the container keeps running.
-    crate::hooks::run(
+    // As runc: the first failing poststart hook stops the others, the container
+    // is ended (so a `delete` after the failed `start` finds it stopped and
+    // removes it) and `start` fails with the hook's error.
+    let r = crate::hooks::run(
         "poststart",
         rec.hooks.as_ref().and_then(|h| h.poststart().as_ref()),
         &state_json,
-    )
+        None,
+    );
+    if r.is_err() {
+        let _ = kill(root, id, libc::SIGKILL, false);
+    }
+    r
 }
 
 fn release(root: &Root, rec: &Record) -> Result<()> {
@@ -457,6 +540,11 @@ pub fn kill(root: &Root, id: &str, signal: i32, all: bool) -> Result<()> {
         // Frozen tasks die only once thawed.
         cgroups::set_frozen(&paths, rec.cgroup.v2, false)?;
     }
+    if signal == libc::SIGKILL {
+        // SIGKILL cannot be caught: wait (briefly) until it has done its work, so
+        // a `delete` right after this `kill` finds the container stopped.
+        wait_gone(&rec, Duration::from_secs(2));
+    }
     Ok(())
 }
 
@@ -467,7 +555,16 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
         Err(Error::NotFound(_)) if force => return Ok(()),
         Err(e) => return Err(e),
     };
-    let status = rec.status(root);
+    let mut status = rec.status(root);
+    if !force && matches!(status, Status::Running) {
+        // A short-lived process released by `start` a moment ago may be exiting
+        // right now: give it a moment before calling it running.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while status == Status::Running && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            status = rec.status(root);
+        }
+    }
     match status {
         Status::Stopped | Status::Created => {}
         _ if force => {}
@@ -493,27 +590,28 @@ fn wait_gone(rec: &Record, timeout: Duration) {
     }
 }
 
-/// Kills what is left in the cgroup, removes cgroups and state, runs poststop hooks.
+/// Kills what is left in the cgroups, removes them, the mounts made in the
+/// runtime's namespace and the state, then runs every poststop hook. A failing
+/// poststop hook does not stop the others (the spec's MUST); the failures are
+/// reported once the container is gone.
 fn destroy(root: &Root, rec: &Record) -> Result<()> {
-    let paths = rec.cgroup.paths();
-    for _ in 0..100 {
-        let pids = cgroups::pids(&paths);
-        if pids.is_empty() {
-            break;
-        }
-        for pid in pids {
-            // SAFETY: plain kill.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        std::thread::sleep(Duration::from_millis(2));
+    rec.cgroup.kill_all(Duration::from_secs(5));
+    let removed = rec.cgroup.destroy();
+    if rec.host_mounts {
+        crate::rootfs::unmount_under(&rec.rootfs);
     }
-    rec.cgroup.destroy()?;
+    if let Some(g) = &rec.rdt {
+        g.remove();
+    }
+    // Cgroups that could not be removed keep the state, so a later delete retries.
+    removed?;
     root.remove(&rec.id)?;
     let state_json = serde_json::to_vec(&rec.output(Status::Stopped)).unwrap_or_default();
-    crate::hooks::run(
+    crate::hooks::run_all(
         "poststop",
         rec.hooks.as_ref().and_then(|h| h.poststop().as_ref()),
         &state_json,
+        None,
     )
 }
 

@@ -7,7 +7,7 @@ use crate::namespaces;
 use crate::state::{Root, Status};
 use crate::sys;
 use oci_spec::runtime::{LinuxNamespaceType, Process};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 pub struct ExecOpts<'a> {
@@ -20,6 +20,8 @@ pub struct ExecOpts<'a> {
     pub console_socket: Option<&'a Path>,
     pub preserve_fds: i32,
     pub ignore_paused: bool,
+    /// `--cgroup`: sub-cgroups of the container's to run in.
+    pub sub_cgroups: &'a [String],
 }
 
 fn ns_file(t: LinuxNamespaceType) -> &'static str {
@@ -48,6 +50,7 @@ pub fn exec(root: &Root, opts: ExecOpts) -> Result<i32> {
         });
     }
     crate::spec::validate_process(&opts.process)?;
+    let cgroup = rec.cgroup.with_sub_cgroups(opts.sub_cgroups)?;
     let bundle = opts.bundle;
     let linux = bundle.spec.linux().as_ref().expect("validated");
     let types: Vec<LinuxNamespaceType> = linux
@@ -98,9 +101,20 @@ pub fn exec(root: &Root, opts: ExecOpts) -> Result<i32> {
         let (t, fd) = ns_fds.remove(i);
         namespaces::setns(&fd, t)?;
     }
+    // A container without a mount namespace of its own shares the runtime's:
+    // its root is the directory its init chrooted to.
+    let chroot_to = if types.contains(&LinuxNamespaceType::Mount) {
+        None
+    } else {
+        let p = format!("/proc/{}/root", rec.pid);
+        Some(
+            sys::open(Path::new(&p), libc::O_PATH | libc::O_DIRECTORY)
+                .map_err(|e| Error::path("opening the container's root", &p, e))?,
+        )
+    };
+    crate::process::initial_cpu_affinity(&opts.process)?;
     let (parent_sock, child_sock) = sys::seqpacket_pair()?;
-    let unified = rec
-        .cgroup
+    let unified = cgroup
         .unified()
         .and_then(|p| sys::open(p, libc::O_PATH | libc::O_DIRECTORY).ok());
     // SAFETY: this process is single-threaded; the child only runs `child` below
@@ -109,13 +123,32 @@ pub fn exec(root: &Root, opts: ExecOpts) -> Result<i32> {
         .map_err(|e| Error::sys("clone of exec process", e))?;
     if pid == 0 {
         drop(parent_sock);
+        // linux.personality holds for every process of the container (as runc's exec).
+        if let Err(e) = crate::process::set_personality(linux.personality().as_ref()) {
+            let _ = sys::send(&child_sock, format!("E{e}").as_bytes());
+            // SAFETY: leave without running this process's exit handlers.
+            unsafe { libc::_exit(127) };
+        }
         let finish = Finish {
             process: &opts.process,
+            notify: linux
+                .seccomp()
+                .as_ref()
+                .filter(|sc| crate::seccomp::uses_notify(sc))
+                .map(|_| &child_sock),
+            memory_policy: linux.memory_policy().as_ref(),
             seccomp: linux.seccomp().as_ref(),
             in_userns,
             preserve_fds: opts.preserve_fds,
         };
-        let err = match child(&child_sock, &rec.cgroup, &ns_fds, console.as_ref(), finish) {
+        let err = match child(
+            &child_sock,
+            &cgroup,
+            &ns_fds,
+            chroot_to.as_ref(),
+            console.as_ref(),
+            finish,
+        ) {
             Ok(never) => match never {},
             Err(e) => e,
         };
@@ -131,19 +164,37 @@ pub fn exec(root: &Root, opts: ExecOpts) -> Result<i32> {
         let _ = sys::waitpid(pid);
         e
     };
-    if !born_in_unified && let Some(u) = rec.cgroup.unified() {
+    if !born_in_unified && let Some(u) = cgroup.unified() {
         std::fs::write(u.join("cgroup.procs"), pid.to_string())
             .map_err(|e| fail(Error::cgroup(u, format!("adding pid {pid}: {e}"))))?;
     }
+    if let Some(g) = &rec.rdt {
+        g.add(pid).map_err(fail)?;
+    }
     sys::send(&parent_sock, b"G").map_err(|e| fail(Error::sys("starting exec process", e)))?;
     // The socket is close-on-exec: end of file means the exec succeeded.
-    let msg =
-        sys::recv(&parent_sock).map_err(|e| fail(Error::sys("waiting for exec process", e)))?;
-    if msg.first() == Some(&b'E') {
-        let _ = sys::waitpid(pid);
-        return Err(Error::Child(
-            String::from_utf8_lossy(&msg[1..]).into_owned(),
-        ));
+    loop {
+        let (msg, fd) = sys::recv_with_fd(&parent_sock)
+            .map_err(|e| fail(Error::sys("waiting for exec process", e)))?;
+        match msg.first() {
+            Some(b'E') => {
+                let _ = sys::waitpid(pid);
+                return Err(Error::Child(
+                    String::from_utf8_lossy(&msg[1..]).into_owned(),
+                ));
+            }
+            Some(b'S') => {
+                let fd = fd.ok_or_else(|| fail(Error::Init("no seccomp notify fd came".into())))?;
+                // The container's state (its init's pid); `pid` beside it is ours.
+                let state = serde_json::to_value(rec.output(Status::Running)).unwrap_or_default();
+                let sc = linux.seccomp().as_ref().expect("a filter notified");
+                crate::seccomp::send_to_agent(sc, bundle.spec.version(), pid, state, &fd)
+                    .map_err(fail)?;
+                sys::send(&parent_sock, b"s")
+                    .map_err(|e| fail(Error::sys("resuming exec process", e)))?;
+            }
+            _ => break,
+        }
     }
     if let Some(f) = opts.pid_file {
         sys::write_atomic(f, pid.to_string().as_bytes())?;
@@ -163,6 +214,7 @@ fn child(
     sync: &OwnedFd,
     cgroup: &crate::cgroups::Cgroup,
     ns_fds: &[(LinuxNamespaceType, OwnedFd)],
+    chroot_to: Option<&OwnedFd>,
     console: Option<&OwnedFd>,
     finish: Finish,
 ) -> Result<std::convert::Infallible> {
@@ -178,6 +230,15 @@ fn child(
     for (t, fd) in ns_fds {
         if *t != LinuxNamespaceType::Pid {
             namespaces::setns(fd, *t)?;
+        }
+    }
+    if let Some(root) = chroot_to {
+        // SAFETY: root is an open directory fd; "." and "/" are valid paths.
+        unsafe {
+            sys::check_int(libc::fchdir(root.as_raw_fd()))
+                .map_err(|e| Error::sys("chdir to the container's root", e))?;
+            sys::check_int(libc::chroot(c".".as_ptr())).map_err(|e| Error::sys("chroot", e))?;
+            sys::check_int(libc::chdir(c"/".as_ptr())).map_err(|e| Error::sys("chdir /", e))?;
         }
     }
     let process = finish.process;

@@ -8,7 +8,7 @@ pub fn features() -> Value {
     caps.sort();
     json!({
         "ociVersionMin": "1.0.0",
-        "ociVersionMax": "1.2.0",
+        "ociVersionMax": "1.3.0",
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": crate::mount_options::KNOWN,
         "linux": {
@@ -25,9 +25,44 @@ pub fn features() -> Value {
             },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
-            "intelRdt": {"enabled": false},
+            "intelRdt": {"enabled": crate::rdt::resctrl_mount().is_some(), "schemata": true},
+            "memoryPolicy": {
+                "modes": ["MPOL_DEFAULT", "MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_WEIGHTED_INTERLEAVE",
+                          "MPOL_PREFERRED", "MPOL_PREFERRED_MANY", "MPOL_LOCAL"],
+                "flags": ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"]
+            },
+            "netDevices": {"enabled": true},
             "mountExtensions": {"idmap": {"enabled": false}}
         },
-        "annotations": {"org.opencontainers.runc.checkpoint.enabled": "false"}
+        // checkpoint/restore run CRIU: enabled where it is installed.
+        "annotations": {"org.opencontainers.runc.checkpoint.enabled": criu_found().to_string()}
     })
+}
+
+fn criu_found() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("criu").is_file()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn features_parse_as_the_spec_type_and_name_what_berth_does() {
+        let v = super::features();
+        let f: oci_spec::runtime::Features = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(f.oci_version_max(), "1.3.0");
+        assert_eq!(v["linux"]["netDevices"]["enabled"], true);
+        assert!(
+            v["linux"]["memoryPolicy"]["modes"]
+                .as_array()
+                .unwrap()
+                .contains(&"MPOL_BIND".into())
+        );
+        assert!(
+            v["mountOptions"]
+                .as_array()
+                .unwrap()
+                .contains(&"rstrictatime".into())
+        );
+    }
 }

@@ -3,8 +3,10 @@
 //! over a SOCK_SEQPACKET pair, then waits on the exec fifo until `start`.
 //!
 //! Messages, child to parent: `H` (namespaces and mounts ready: run the runtime
-//! hooks), `R` (ready, waiting for start), `E<message>` (failed). Parent to child:
-//! `G<state json>` (cgroup joined, id maps written: go on), `C` (hooks done).
+//! hooks), `S` with an fd (the seccomp notify fd, for the agent), `R` (ready,
+//! waiting for start), `E<message>` (failed). Parent to child: `G<state json>`
+//! (cgroup joined, id maps written: go on), `C` (hooks done), `s` (notify fd
+//! handed to the seccomp agent).
 
 use crate::cgroups::Cgroup;
 use crate::error::{Error, Result};
@@ -84,6 +86,10 @@ fn run(init: &Init) -> Result<std::convert::Infallible> {
                 .map_err(|e| Error::sys("setresgid in user namespace", e))?;
             sys::check_int(libc::setresuid(0, 0, 0))
                 .map_err(|e| Error::sys("setresuid in user namespace", e))?;
+            // The uid change made us non-dumpable: /proc/self files would belong to
+            // the host's root, unmapped here, and timens_offsets could not be
+            // written. The runtime's image is sealed; nothing leaks by this.
+            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
         }
     }
     if init.unshare_after_join != 0 {
@@ -147,6 +153,7 @@ fn run(init: &Init) -> Result<std::convert::Infallible> {
         in_userns,
         cgroup: init.cgroup,
         cgroupns: init.ns.new_cgroup || init.ns.joins(LinuxNamespaceType::Cgroup),
+        host_ns: crate::container::uses_host_mount_ns(spec),
     };
     rootfs::prepare(&plan)?;
 
@@ -160,10 +167,15 @@ fn run(init: &Init) -> Result<std::convert::Infallible> {
             "createContainer",
             hooks.and_then(|h| h.create_container().as_ref()),
             &state_json,
+            Some(process.env().as_deref().unwrap_or_default()),
         )?;
     }
 
-    rootfs::enter(&init.bundle.rootfs, init.no_pivot)?;
+    rootfs::enter(
+        &init.bundle.rootfs,
+        init.no_pivot,
+        crate::container::uses_host_mount_ns(spec),
+    )?;
 
     for (k, v) in linux.sysctl().iter().flatten() {
         let path = Path::new("/proc/sys").join(k.replace('.', "/"));
@@ -197,6 +209,12 @@ fn run(init: &Init) -> Result<std::convert::Infallible> {
     process::set_personality(linux.personality().as_ref())?;
     let ready = Finish {
         process,
+        notify: linux
+            .seccomp()
+            .as_ref()
+            .filter(|sc| crate::seccomp::uses_notify(sc))
+            .map(|_| &init.sync),
+        memory_policy: linux.memory_policy().as_ref(),
         seccomp: linux.seccomp().as_ref(),
         in_userns,
         preserve_fds: init.preserve_fds,
@@ -217,6 +235,7 @@ fn run(init: &Init) -> Result<std::convert::Infallible> {
         "startContainer",
         hooks.and_then(|h| h.start_container().as_ref()),
         &state_json,
+        Some(process.env().as_deref().unwrap_or_default()),
     )?;
     ready.exec()
 }
@@ -226,6 +245,10 @@ fn run(init: &Init) -> Result<std::convert::Infallible> {
 /// fd hygiene.
 pub struct Finish<'a> {
     pub process: &'a oci_spec::runtime::Process,
+    /// The socket to the runtime, when the filter notifies a seccomp agent: the
+    /// notify fd goes to the runtime (`S`), which passes it on and acks (`s`).
+    pub notify: Option<&'a OwnedFd>,
+    pub memory_policy: Option<&'a oci_spec::runtime::LinuxMemoryPolicy>,
     pub seccomp: Option<&'a oci_spec::runtime::LinuxSeccomp>,
     pub in_userns: bool,
     pub preserve_fds: i32,
@@ -248,6 +271,9 @@ impl Finish<'_> {
         }
         process::set_io_priority(process)?;
         process::set_scheduler(process)?;
+        // In the container's cgroups by now (a cpuset join resets the affinity).
+        process::final_cpu_affinity(process)?;
+        process::set_memory_policy(self.memory_policy)?;
         let cwd = process.cwd();
         std::env::set_current_dir(cwd)
             .map_err(|e| Error::config("process.cwd", format!("{}: {e}", cwd.display())))?;
@@ -275,10 +301,12 @@ impl Finish<'_> {
         process::set_security_labels(process)?;
 
         caps.drop_bounding()?;
-        let late_filter = match (filter, nnp) {
+        let mut loaded = None;
+        let mut late_filter = match (filter, nnp) {
             (Some(f), false) => {
                 // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: now.
                 crate::seccomp::load(&f)?;
+                loaded = Some(f);
                 None
             }
             (f, _) => f,
@@ -291,6 +319,30 @@ impl Finish<'_> {
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
         if nnp {
             process::set_no_new_privs()?;
+        }
+        if let Some(sync) = self.notify {
+            // A filter with SCMP_ACT_NOTIFY is loaded now, while the runtime is
+            // there to hand its notify fd to the seccomp agent (as runc does).
+            let ctx = match late_filter.take() {
+                Some(f) => {
+                    crate::seccomp::load(&f)?;
+                    f
+                }
+                None => loaded
+                    .take()
+                    .ok_or_else(|| Error::config("linux.seccomp", "no filter to notify from"))?,
+            };
+            let fd = crate::seccomp::notify_fd(&ctx)?;
+            let sent = sys::send_with_fd(sync, b"S", fd);
+            // SAFETY: our copy of the notify fd; the runtime got its own.
+            unsafe { libc::close(fd) };
+            sent.map_err(|e| Error::sys("sending the seccomp notify fd to the runtime", e))?;
+            let ack = sys::recv(sync).map_err(|e| Error::sys("reading from runtime", e))?;
+            if ack.first() != Some(&b's') {
+                // The runtime failed (and says why) or went away.
+                // SAFETY: leaving without running exit handlers.
+                unsafe { libc::_exit(1) };
+            }
         }
         // No fd of the runtime may reach the container (CVE-2024-21626).
         close_range_cloexec(3 + self.preserve_fds);

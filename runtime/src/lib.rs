@@ -7,19 +7,25 @@
 //! - `init`: the container's init process from clone to exec
 //! - `namespaces`, `rootfs`, `mount_options`, `cgroups`, `process`, `seccomp`, `hooks`
 //! - `exec`: another process in a running container; `tty`: foreground terminals
+//! - `guard`: undoes a `create` that was killed; `checkpoint`: CRIU
+//! - `netdev` (linux.netDevices), `rdt` (linux.intelRdt)
 //! - `sys`: checked syscall wrappers; `selfexe`: the sealed-memfd re-exec
 
 pub mod cgroups;
+pub mod checkpoint;
 pub mod container;
 pub mod default_spec;
 pub mod error;
 pub mod exec;
 pub mod features;
+pub mod guard;
 pub mod hooks;
 pub mod init;
 pub mod mount_options;
 pub mod namespaces;
+pub mod netdev;
 pub mod process;
+pub mod rdt;
 pub mod rootfs;
 pub mod seccomp;
 pub mod selfexe;

@@ -26,6 +26,9 @@ struct Cli {
     /// Print where each command spends its time to stderr.
     #[arg(long, global = true)]
     debug: bool,
+    /// The CRIU binary for checkpoint and restore.
+    #[arg(long, global = true, default_value = "criu")]
+    criu: PathBuf,
     /// Use systemd for cgroups (refused unless systemd runs as PID 1).
     #[arg(long, global = true)]
     systemd_cgroup: bool,
@@ -96,7 +99,8 @@ struct ExecArgs {
     preserve_fds: i32,
     #[arg(long)]
     ignore_paused: bool,
-    /// Accepted for runc compatibility (the exec joins the container's cgroups).
+    /// Run in an existing sub-cgroup of the container's: [<controller>:]<path>
+    /// (repeatable, one per controller; without a controller, all of them).
     #[arg(long)]
     cgroup: Vec<String>,
     id: String,
@@ -136,8 +140,84 @@ struct UpdateArgs {
     id: String,
 }
 
+/// runc's CRIU flags shared by checkpoint and restore.
+#[derive(Args)]
+struct CriuArgs {
+    /// Directory of the CRIU image files.
+    #[arg(long, default_value = "checkpoint")]
+    image_path: PathBuf,
+    /// Directory for CRIU's log and work files (default: the image path).
+    #[arg(long)]
+    work_path: Option<PathBuf>,
+    /// Allow open TCP connections.
+    #[arg(long)]
+    tcp_established: bool,
+    /// Allow external unix sockets.
+    #[arg(long)]
+    ext_unix_sk: bool,
+    /// Allow shell jobs.
+    #[arg(long)]
+    shell_job: bool,
+    /// Handle file locks.
+    #[arg(long)]
+    file_locks: bool,
+    /// CRIU's cgroups mode: soft, full, strict or ignore.
+    #[arg(long)]
+    manage_cgroups_mode: Option<String>,
+    /// Not supported by berth (refused): lazy migration.
+    #[arg(long, hide = true)]
+    lazy_pages: bool,
+    /// Not supported by berth (refused).
+    #[arg(long, hide = true)]
+    empty_ns: Vec<String>,
+    /// Not supported by berth (refused).
+    #[arg(long, hide = true)]
+    auto_dedup: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Checkpoint a running container with CRIU.
+    Checkpoint {
+        #[command(flatten)]
+        criu: CriuArgs,
+        /// Directory of a previous (pre-dump) checkpoint.
+        #[arg(long)]
+        parent_path: Option<PathBuf>,
+        /// Leave the container running after the checkpoint.
+        #[arg(long)]
+        leave_running: bool,
+        /// Dump only memory, leaving the container running (iterative migration).
+        #[arg(long)]
+        pre_dump: bool,
+        /// Not supported by berth (refused).
+        #[arg(long, hide = true)]
+        page_server: Option<String>,
+        /// Not supported by berth (refused).
+        #[arg(long, hide = true)]
+        status_fd: Option<i32>,
+        id: String,
+    },
+    /// Restore a container from a CRIU checkpoint.
+    Restore {
+        #[command(flatten)]
+        criu: CriuArgs,
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
+        /// Accepted for runc compatibility.
+        #[arg(long)]
+        no_subreaper: bool,
+        /// Accepted for runc compatibility (CRIU sets up the root).
+        #[arg(long)]
+        no_pivot: bool,
+        id: String,
+    },
     /// Create a container, leaving its process waiting for `start`.
     Create(CreateArgs),
     /// Start a created container.
@@ -225,22 +305,55 @@ fn main() {
     std::process::exit(code);
 }
 
+/// The error as runc reports it (logrus): a record `time="..." level=error
+/// msg="..."`, or `{"level":"error","msg":"...","time":"..."}` with
+/// `--log-format json`. Without `--log` the record goes to stderr; with it, to
+/// the log file, and stderr gets the bare message.
 fn report(cli: &Cli, e: &Error) {
-    eprintln!("berth-runtime: {e}");
-    if let Some(path) = &cli.log
-        && let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-    {
-        let time = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
-        let line = if cli.log_format == "json" {
-            serde_json::json!({"level": "error", "msg": e.to_string(), "time": time}).to_string()
-        } else {
-            format!("time=\"{time}\" level=error msg={:?}", e.to_string())
-        };
-        let _ = writeln!(f, "{line}");
+    let msg = e.to_string();
+    let record = log_record(&cli.log_format, "error", &msg);
+    match &cli.log {
+        None => eprintln!("{record}"),
+        Some(path) => {
+            eprintln!("{msg}");
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                let _ = writeln!(f, "{record}");
+            }
+        }
     }
+}
+
+/// One logrus-style line.
+fn log_record(format: &str, level: &str, msg: &str) -> String {
+    let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    if format == "json" {
+        serde_json::json!({"level": level, "msg": msg, "time": time}).to_string()
+    } else {
+        format!("time=\"{time}\" level={level} msg={}", go_quote(msg))
+    }
+}
+
+/// A string quoted as Go's %q does for the text logs runc writes.
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn dispatch(cli: &Cli) -> Result<i32> {
@@ -301,6 +414,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                     console_socket: a.console_socket.as_deref(),
                     preserve_fds: a.preserve_fds,
                     ignore_paused: a.ignore_paused,
+                    sub_cgroups: &a.cgroup,
                 },
             )
         }
@@ -324,6 +438,55 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                 .map_err(|e| Error::path("writing", &path, e))?;
             Ok(0)
         }
+        Command::Checkpoint {
+            criu,
+            parent_path,
+            leave_running,
+            pre_dump,
+            page_server,
+            status_fd,
+            id,
+        } => {
+            if page_server.is_some() || status_fd.is_some() {
+                return Err(Error::Usage(
+                    "checkpoint: --page-server and --status-fd are not supported by berth-runtime"
+                        .into(),
+                ));
+            }
+            let mut o = criu_opts(cli, criu)?;
+            o.parent_path = parent_path.clone();
+            o.leave_running = *leave_running;
+            o.pre_dump = *pre_dump;
+            berth_runtime::checkpoint::checkpoint(&root, id, &o).map(|_| 0)
+        }
+        Command::Restore {
+            criu,
+            bundle,
+            detach,
+            pid_file,
+            console_socket,
+            id,
+            ..
+        } => {
+            if console_socket.is_some() {
+                return Err(Error::Usage(
+                    "restore: --console-socket is not supported by berth-runtime".into(),
+                ));
+            }
+            let o = criu_opts(cli, criu)?;
+            let bundle = berth_runtime::spec::load_bundle(bundle)?;
+            let rec =
+                berth_runtime::checkpoint::restore(&root, id, &bundle, &o, pid_file.as_deref())?;
+            if *detach {
+                return Ok(0);
+            }
+            // Not our child (CRIU restored it detached): wait for it to go.
+            while rec.init_alive() {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            container::delete(&root, id, true)?;
+            Ok(0)
+        }
         Command::Features => {
             println!(
                 "{}",
@@ -333,6 +496,32 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+fn criu_opts(cli: &Cli, a: &CriuArgs) -> Result<berth_runtime::checkpoint::CriuOpts> {
+    if a.lazy_pages || !a.empty_ns.is_empty() || a.auto_dedup {
+        return Err(Error::Usage(
+            "--lazy-pages, --empty-ns and --auto-dedup are not supported by berth-runtime".into(),
+        ));
+    }
+    let abs = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(p)
+        }
+    };
+    Ok(berth_runtime::checkpoint::CriuOpts {
+        criu: cli.criu.clone(),
+        image_path: abs(&a.image_path),
+        work_path: a.work_path.as_deref().map(abs),
+        tcp_established: a.tcp_established,
+        ext_unix_sk: a.ext_unix_sk,
+        shell_job: a.shell_job,
+        file_locks: a.file_locks,
+        manage_cgroups_mode: a.manage_cgroups_mode.clone(),
+        ..Default::default()
+    })
 }
 
 /// The process for `exec`: from --process, or the container's own process with
@@ -355,9 +544,10 @@ fn exec_process(
     let mut p = spec.process().clone().unwrap_or_default();
     p.set_args(Some(a.command.clone()));
     p.set_terminal(Some(a.tty));
-    let mut env = p.env().clone().unwrap_or_default();
-    env.extend(a.env.iter().cloned());
-    p.set_env(Some(env));
+    p.set_env(Some(merge_env(
+        p.env().as_deref().unwrap_or_default(),
+        &a.env,
+    )));
     if let Some(cwd) = &a.cwd {
         p.set_cwd(cwd.clone());
     }
@@ -407,6 +597,20 @@ fn exec_process(
         p.set_selinux_label(Some(l.clone()));
     }
     Ok(p)
+}
+
+/// The container's env with `exec --env` over it: a variable given on the command
+/// line replaces the spec's of the same name (as runc does), in its place.
+fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
+    let key = |kv: &str| kv.split_once('=').map_or(kv, |(k, _)| k).to_string();
+    let mut env: Vec<String> = base.to_vec();
+    for kv in over {
+        match env.iter().position(|e| key(e) == key(kv)) {
+            Some(i) => env[i] = kv.clone(),
+            None => env.push(kv.clone()),
+        }
+    }
+    env
 }
 
 /// Bytes with an optional k/m/g suffix (`256m`), or -1 for unlimited.
@@ -652,6 +856,31 @@ fn ps(root: &Root, id: &str, format: &str, ps_args: &[String]) -> Result<()> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn log_records_as_logrus_writes_them() {
+        let r = log_record("text", "error", "container \"x\" does not exist");
+        assert!(r.starts_with("time=\""), "{r}");
+        assert!(
+            r.ends_with(" level=error msg=\"container \\\"x\\\" does not exist\""),
+            "{r}"
+        );
+        let j: serde_json::Value =
+            serde_json::from_str(&log_record("json", "error", "a\nb")).unwrap();
+        assert_eq!(j["level"], "error");
+        assert_eq!(j["msg"], "a\nb");
+        assert!(j["time"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn exec_env_overrides_the_spec() {
+        let base = vec!["PATH=/bin".to_string(), "MY_VAR=from_spec".to_string()];
+        let over = vec!["MY_VAR=from_cli".to_string(), "NEW=1".to_string()];
+        assert_eq!(
+            merge_env(&base, &over),
+            vec!["PATH=/bin", "MY_VAR=from_cli", "NEW=1"]
+        );
+    }
 
     #[test]
     fn command_line_is_consistent() {

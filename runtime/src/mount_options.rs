@@ -6,6 +6,11 @@ pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
 pub const MOUNT_ATTR_NODEV: u64 = 0x4;
 pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
+pub const MOUNT_ATTR_RELATIME: u64 = 0x0;
+pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+/// The access-time mode is an enum in these bits, not flags: mount_setattr(2)
+/// wants all of them in attr_clr whenever a mode is set.
+pub const MOUNT_ATTR__ATIME: u64 = 0x70;
 pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
 pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
 
@@ -66,9 +71,15 @@ pub fn parse(options: &[String]) -> MountOptions {
                 o.propagation.push(propagation_flag(opt).unwrap_or(0));
                 continue;
             }
+            "rnoatime" | "ratime" | "rrelatime" | "rnorelatime" | "rstrictatime"
+            | "rnostrictatime" => {
+                // The last access-time option wins; the mode replaces any other.
+                o.rec_set = (o.rec_set & !MOUNT_ATTR__ATIME) | recursive_atime(opt);
+                o.rec_clear |= MOUNT_ATTR__ATIME;
+                continue;
+            }
             "rro" | "rrw" | "rnosuid" | "rsuid" | "rnodev" | "rdev" | "rnoexec" | "rexec"
-            | "rnoatime" | "ratime" | "rnodiratime" | "rdiratime" | "rnosymfollow"
-            | "rsymfollow" => {
+            | "rnodiratime" | "rdiratime" | "rnosymfollow" | "rsymfollow" => {
                 let (attr, set) = recursive_attr(opt);
                 if set {
                     o.rec_set |= attr;
@@ -105,6 +116,18 @@ pub fn propagation_flag(name: &str) -> Option<libc::c_ulong> {
     })
 }
 
+/// The recursive access-time modes, as runc sets them: `rnoatime` and
+/// `rstrictatime` set their mode; `ratime`, `rnostrictatime` (clearing a mode)
+/// and `rrelatime` give relatime, the kernel's default, and so does
+/// `rnorelatime` (clearing MOUNT_ATTR_RELATIME, which is 0, leaves the default).
+fn recursive_atime(opt: &str) -> u64 {
+    match opt {
+        "rnoatime" => MOUNT_ATTR_NOATIME,
+        "rstrictatime" => MOUNT_ATTR_STRICTATIME,
+        _ => MOUNT_ATTR_RELATIME,
+    }
+}
+
 fn recursive_attr(opt: &str) -> (u64, bool) {
     match opt {
         "rro" => (MOUNT_ATTR_RDONLY, true),
@@ -115,8 +138,6 @@ fn recursive_attr(opt: &str) -> (u64, bool) {
         "rdev" => (MOUNT_ATTR_NODEV, false),
         "rnoexec" => (MOUNT_ATTR_NOEXEC, true),
         "rexec" => (MOUNT_ATTR_NOEXEC, false),
-        "rnoatime" => (MOUNT_ATTR_NOATIME, true),
-        "ratime" => (MOUNT_ATTR_NOATIME, false),
         "rnodiratime" => (MOUNT_ATTR_NODIRATIME, true),
         "rdiratime" => (MOUNT_ATTR_NODIRATIME, false),
         "rnosymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, true),
@@ -158,14 +179,18 @@ pub const KNOWN: &[&str] = &[
     "rnodev",
     "rnodiratime",
     "rnoexec",
+    "rnorelatime",
+    "rnostrictatime",
     "rnosuid",
     "rnosymfollow",
     "ro",
     "rprivate",
+    "rrelatime",
     "rro",
     "rrw",
     "rshared",
     "rslave",
+    "rstrictatime",
     "rsuid",
     "rsymfollow",
     "runbindable",
@@ -204,6 +229,22 @@ mod tests {
     fn later_options_override_earlier() {
         assert_eq!(p(&["ro", "rw"]).flags, 0);
         assert_eq!(p(&["rw", "ro"]).flags, libc::MS_RDONLY);
+    }
+
+    #[test]
+    fn recursive_atime_sets_the_mode_with_all_atime_bits_cleared() {
+        let o = p(&["rbind", "rnoatime"]);
+        assert_eq!(o.rec_set, MOUNT_ATTR_NOATIME);
+        assert_eq!(o.rec_clear, MOUNT_ATTR__ATIME);
+        let o = p(&["rbind", "rnoatime", "rstrictatime"]);
+        assert_eq!(o.rec_set, MOUNT_ATTR_STRICTATIME, "the last one wins");
+        assert_eq!(o.rec_clear, MOUNT_ATTR__ATIME);
+        let o = p(&["rbind", "ratime", "rnodiratime"]);
+        assert_eq!(o.rec_set, MOUNT_ATTR_NODIRATIME);
+        assert_eq!(o.rec_clear, MOUNT_ATTR__ATIME);
+        let o = p(&["rbind", "rstrictatime", "rnorelatime"]);
+        assert_eq!(o.rec_set, MOUNT_ATTR_RELATIME, "as runc");
+        assert_eq!(o.rec_clear, MOUNT_ATTR__ATIME);
     }
 
     #[test]

@@ -331,6 +331,142 @@ pub fn set_scheduler(process: &Process) -> Result<()> {
         .map_err(|e| Error::config("process.scheduler", e.to_string()))
 }
 
+/// Parses a CPU list (`0-3,7`) into a cpu_set_t.
+pub fn parse_cpu_list(list: &str) -> Option<libc::cpu_set_t> {
+    // SAFETY: an all-zero cpu_set_t is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
+    let mut any = false;
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (
+                a.trim().parse::<usize>().ok()?,
+                b.trim().parse::<usize>().ok()?,
+            ),
+            None => {
+                let n = part.parse::<usize>().ok()?;
+                (n, n)
+            }
+        };
+        if a > b || b >= max {
+            return None;
+        }
+        for cpu in a..=b {
+            // SAFETY: cpu < the set's capacity.
+            unsafe { libc::CPU_SET(cpu, &mut set) };
+        }
+        any = true;
+    }
+    any.then_some(set)
+}
+
+/// process.execCPUAffinity: `initial` for the runtime process before the move
+/// into the container's cgroup (its children inherit it), `final` for the
+/// process itself after the move, just before exec. Empty or absent: unchanged.
+pub fn set_cpu_affinity(field: &str, list: Option<&str>) -> Result<()> {
+    let Some(list) = list.map(str::trim).filter(|l| !l.is_empty()) else {
+        return Ok(());
+    };
+    let set = parse_cpu_list(list).ok_or_else(|| {
+        Error::config(
+            format!("process.execCPUAffinity.{field}"),
+            format!("{list:?} is not a CPU list such as 0-3,7"),
+        )
+    })?;
+    // SAFETY: a valid cpu_set_t of the size given, for this process.
+    sys::check_int(unsafe {
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    })
+    .map(drop)
+    .map_err(|e| {
+        Error::config(
+            format!("process.execCPUAffinity.{field}"),
+            format!("{list}: {e}"),
+        )
+    })
+}
+
+pub fn initial_cpu_affinity(process: &Process) -> Result<()> {
+    set_cpu_affinity(
+        "initial",
+        process
+            .exec_cpu_affinity()
+            .as_ref()
+            .and_then(|a| a.initial().as_deref()),
+    )
+}
+
+pub fn final_cpu_affinity(process: &Process) -> Result<()> {
+    set_cpu_affinity(
+        "final",
+        process
+            .exec_cpu_affinity()
+            .as_ref()
+            .and_then(|a| a.cpu_affinity_final().as_deref()),
+    )
+}
+
+/// linux.memoryPolicy: set_mempolicy(2) for the process, inherited by what it
+/// execs. Nodes beyond what the kernel allows, nodes with MPOL_DEFAULT or
+/// MPOL_LOCAL, or flags the mode cannot take fail with the kernel's reason.
+pub fn set_memory_policy(mp: Option<&oci_spec::runtime::LinuxMemoryPolicy>) -> Result<()> {
+    use oci_spec::runtime::{MemoryPolicyFlagType as F, MemoryPolicyModeType as M};
+    let Some(mp) = mp else { return Ok(()) };
+    const MAX_NODES: usize = 1024;
+    let bad = |msg: String| Error::config("linux.memoryPolicy", msg);
+    let mut mode: libc::c_int = match mp.mode() {
+        M::MpolDefault => 0,
+        M::MpolPreferred => 1,
+        M::MpolBind => 2,
+        M::MpolInterleave => 3,
+        M::MpolLocal => 4,
+        M::MpolPreferredMany => 5,
+        M::MpolWeightedInterleave => 6,
+    };
+    for f in mp.flags().as_deref().unwrap_or_default() {
+        mode |= match f {
+            F::MpolFNumaBalancing => 1 << 13,
+            F::MpolFRelativeNodes => 1 << 14,
+            F::MpolFStaticNodes => 1 << 15,
+        };
+    }
+    let mut mask = [0u64; MAX_NODES / 64];
+    let nodes = mp.nodes().as_deref().unwrap_or("").trim();
+    for part in nodes.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let num = |s: &str| {
+            s.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n < MAX_NODES)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "nodes {nodes:?}: {s:?} is not a node number below {MAX_NODES}"
+                    ))
+                })
+        };
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => (num(part)?, num(part)?),
+        };
+        if a > b {
+            return Err(bad(format!("nodes {nodes:?}: range {part} is backwards")));
+        }
+        for n in a..=b {
+            mask[n / 64] |= 1 << (n % 64);
+        }
+    }
+    let any = mask.iter().any(|w| *w != 0);
+    let ptr = if any { mask.as_ptr() } else { std::ptr::null() };
+    // SAFETY: a nodemask of MAX_NODES bits (or NULL) for this thread.
+    let r = unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, ptr, MAX_NODES + 1) };
+    sys::check(r).map(drop).map_err(|e| {
+        bad(format!(
+            "set_mempolicy({:?}, nodes {nodes:?}): {e}",
+            mp.mode()
+        ))
+    })
+}
+
 /// linux.personality: LINUX or LINUX32.
 pub fn set_personality(p: Option<&oci_spec::runtime::LinuxPersonality>) -> Result<()> {
     use oci_spec::runtime::LinuxPersonalityDomain as D;

@@ -30,6 +30,8 @@ pub struct RootfsPlan<'a> {
     pub in_userns: bool,
     pub cgroup: &'a Cgroup,
     pub cgroupns: bool,
+    /// No mount namespace of its own: the mounts are made in the runtime's.
+    pub host_ns: bool,
 }
 
 /// Everything up to (not including) pivot_root.
@@ -37,17 +39,27 @@ pub fn prepare(plan: &RootfsPlan) -> Result<()> {
     // By default nothing mounted here propagates back to the host. A shared
     // rootfsPropagation (bidirectional volumes) is applied as asked, as runc does,
     // and the mount holding the rootfs is made private so that the rootfs and
-    // the runtime's own mounts still stay in this namespace.
-    let prop = match plan.propagation {
-        Some(p) => mount_options::propagation_flag(p).ok_or_else(|| {
+    // the runtime's own mounts still stay in this namespace. An unbindable one
+    // would forbid the bind of the rootfs below: it is applied to the new root
+    // after pivot_root (`finish_root`), like every other value.
+    let requested = match plan.propagation {
+        Some(p) => Some(mount_options::propagation_flag(p).ok_or_else(|| {
             Error::config("linux.rootfsPropagation", format!("unknown value {p:?}"))
-        })?,
-        None => libc::MS_SLAVE | libc::MS_REC,
+        })?),
+        None => None,
     };
-    sys::mount(None, Path::new("/"), None, prop, None)?;
-    if prop & libc::MS_SHARED != 0 {
-        let parent = mount_point_of(plan.rootfs);
-        sys::mount(None, &parent, None, libc::MS_PRIVATE, None)?;
+    // Without a mount namespace of its own the container's mounts are made in
+    // the runtime's (as runc does): the host's `/` is left as it is.
+    if !plan.host_ns {
+        let prop = match requested {
+            Some(p) if p & libc::MS_UNBINDABLE == 0 => p,
+            _ => libc::MS_SLAVE | libc::MS_REC,
+        };
+        sys::mount(None, Path::new("/"), None, prop, None)?;
+        if prop & libc::MS_SHARED != 0 {
+            let parent = mount_point_of(plan.rootfs);
+            sys::mount(None, &parent, None, libc::MS_PRIVATE, None)?;
+        }
     }
     let rootfs_c = cstring(plan.rootfs);
     sys::mount_c(
@@ -58,6 +70,11 @@ pub fn prepare(plan: &RootfsPlan) -> Result<()> {
         None,
     )
     .map_err(|e| Error::path("bind-mounting rootfs", plan.rootfs, e))?;
+    if plan.host_ns {
+        // Nothing mounted in it reaches other namespaces; `delete` unmounts it all.
+        sys::mount_c(None, &rootfs_c, None, libc::MS_PRIVATE | libc::MS_REC, None)
+            .map_err(|e| Error::path("making rootfs private", plan.rootfs, e))?;
+    }
     let root = sys::open(plan.rootfs, libc::O_PATH | libc::O_DIRECTORY)
         .map_err(|e| Error::path("opening rootfs", plan.rootfs, e))?;
 
@@ -86,6 +103,9 @@ fn mount_one(plan: &RootfsPlan, root: &OwnedFd, m: &Mount, opts: &MountOptions) 
     }
     if typ == "cgroup" || typ == "cgroup2" {
         return mount_cgroup(plan, root, dest, opts);
+    }
+    if typ == "proc" || typ == "sysfs" {
+        ordinary_directory(root, dest, typ)?;
     }
     let target = sys::ensure_in_root(root.as_raw_fd(), dest, false)?;
     let source = cstring(
@@ -121,6 +141,37 @@ fn mount_one(plan: &RootfsPlan, root: &OwnedFd, m: &Mount, opts: &MountOptions) 
         }
     }
     finish_mount(root, dest, opts, false)
+}
+
+/// proc and sysfs must land on a real directory of the rootfs: a symlink there
+/// (followed, even inside the rootfs) is how several runc CVEs redirected them, so
+/// it is refused, as runc and youki do. A missing destination is created.
+fn ordinary_directory(root: &OwnedFd, dest: &Path, typ: &str) -> Result<()> {
+    let fd = match sys::open_in_root(root.as_raw_fd(), dest, libc::O_PATH | libc::O_NOFOLLOW, 0) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(Error::path("opening mount destination", dest, e)),
+    };
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat of an open fd into a valid out pointer.
+    sys::check_int(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })
+        .map_err(|e| Error::path("stat of mount destination", dest, e))?;
+    let kind = st.st_mode & libc::S_IFMT;
+    if kind == libc::S_IFDIR {
+        return Ok(());
+    }
+    let what = if kind == libc::S_IFLNK {
+        "a symlink"
+    } else {
+        "not a directory"
+    };
+    Err(Error::config(
+        "mounts",
+        format!(
+            "filesystem {typ:?} must be mounted on ordinary directory: {} in the rootfs is {what}",
+            dest.display()
+        ),
+    ))
 }
 
 fn bind_mount(plan: &RootfsPlan, root: &OwnedFd, m: &Mount, opts: &MountOptions) -> Result<()> {
@@ -487,14 +538,19 @@ fn make_node(
 }
 
 /// Makes `rootfs` the root: pivot_root, then the old root is detached; with
-/// `no_pivot`, MS_MOVE and chroot (for a rootfs on a ramfs, where pivot_root fails).
-pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
+/// `no_pivot`, MS_MOVE and chroot (for a rootfs on a ramfs, where pivot_root fails);
+/// in the runtime's own mount namespace (`host_ns`), chroot alone, as runc does.
+pub fn enter(rootfs: &Path, no_pivot: bool, host_ns: bool) -> Result<()> {
     let new_root = sys::open(rootfs, libc::O_DIRECTORY | libc::O_RDONLY)
         .map_err(|e| Error::path("opening rootfs", rootfs, e))?;
     // SAFETY: new_root is an open directory fd.
     sys::check_int(unsafe { libc::fchdir(new_root.as_raw_fd()) })
         .map_err(|e| Error::sys("chdir to rootfs", e))?;
-    if no_pivot {
+    if host_ns {
+        // SAFETY: "." is a valid path.
+        sys::check_int(unsafe { libc::chroot(c".".as_ptr()) })
+            .map_err(|e| Error::sys("chroot", e))?;
+    } else if no_pivot {
         sys::mount_c(Some(c"."), c"/", None, libc::MS_MOVE, None)
             .map_err(|e| Error::sys("moving rootfs to /", e))?;
         // SAFETY: "." is a valid path.
@@ -600,4 +656,43 @@ pub fn readonly_paths(paths: &[String]) -> Result<()> {
             Path::new(p),
         )
     })
+}
+
+/// Unmounts (lazily, deepest first) every mount at or below `dir` in this mount
+/// namespace: what a container without a mount namespace of its own left in the
+/// runtime's.
+pub fn unmount_under(dir: &Path) {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(unescape_mountinfo(m)))
+        .filter(|m| m.starts_with(dir))
+        .collect();
+    // Later lines are mounted on top of earlier ones.
+    points.reverse();
+    for p in points {
+        let _ = sys::umount2(&p, libc::MNT_DETACH);
+    }
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -95,6 +95,56 @@ pub fn build(cfg: &LinuxSeccomp) -> Result<ScmpFilterContext> {
     Ok(ctx)
 }
 
+/// Whether the filter hands syscalls to a seccomp agent (SCMP_ACT_NOTIFY).
+pub fn uses_notify(cfg: &LinuxSeccomp) -> bool {
+    cfg.default_action() == A::ScmpActNotify
+        || cfg
+            .syscalls()
+            .iter()
+            .flatten()
+            .any(|r| r.action() == A::ScmpActNotify)
+}
+
+/// The seccomp notify fd of a loaded filter.
+pub fn notify_fd(ctx: &ScmpFilterContext) -> Result<i32> {
+    ctx.get_notify_fd()
+        .map_err(|e| err("getting the notify fd", e))
+}
+
+/// Hands the notify fd to the seccomp agent listening on `listenerPath`, as the
+/// runtime spec says: one connection (SOCK_STREAM), one container process state
+/// (`fds: ["seccompFd"]`, `pid`, `metadata` = listenerMetadata, `state`) with
+/// the fd attached by SCM_RIGHTS, then the connection is closed.
+pub fn send_to_agent(
+    cfg: &LinuxSeccomp,
+    oci_version: &str,
+    pid: i32,
+    state: serde_json::Value,
+    fd: &std::os::fd::OwnedFd,
+) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let path = cfg
+        .listener_path()
+        .as_ref()
+        .ok_or_else(|| Error::config("linux.seccomp.listenerPath", "not set"))?;
+    let fail = |e: std::io::Error| {
+        Error::config(
+            "linux.seccomp.listenerPath",
+            format!("sending the seccomp fd to {}: {e}", path.display()),
+        )
+    };
+    let stream = std::os::unix::net::UnixStream::connect(path).map_err(fail)?;
+    let msg = serde_json::json!({
+        "ociVersion": oci_version,
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "metadata": cfg.listener_metadata().clone().unwrap_or_default(),
+        "state": state,
+    });
+    let data = serde_json::to_vec(&msg).unwrap_or_default();
+    crate::sys::send_with_fd(&stream, &data, fd.as_raw_fd()).map_err(fail)
+}
+
 pub fn load(ctx: &ScmpFilterContext) -> Result<()> {
     ctx.load().map_err(|e| {
         Error::sys(

@@ -44,6 +44,7 @@ pub fn load_bundle(dir: &Path) -> Result<Bundle> {
 
 /// Checks what the kernel calls would otherwise reject halfway through create.
 pub fn validate(spec: &Spec) -> Result<()> {
+    validate_version(spec.version())?;
     let process = spec
         .process()
         .as_ref()
@@ -71,10 +72,20 @@ pub fn validate(spec: &Spec) -> Result<()> {
             ));
         }
     }
-    if !seen.contains(&LinuxNamespaceType::Mount) {
+    // "If a namespace type is not specified in the namespaces array, the container
+    // MUST inherit the runtime namespace of that type." Without a mount namespace
+    // the rootfs is set up in the runtime's (as runc does); what needs a private
+    // one is refused, as runc refuses it.
+    if !seen.contains(&LinuxNamespaceType::Mount)
+        && (linux.masked_paths().as_ref().is_some_and(|p| !p.is_empty())
+            || linux
+                .readonly_paths()
+                .as_ref()
+                .is_some_and(|p| !p.is_empty()))
+    {
         return Err(Error::config(
-            "linux.namespaces",
-            "a mount namespace is required (berth-runtime sets up the rootfs in one)",
+            "linux.maskedPaths",
+            "masked and read-only paths need a mount namespace of the container's own (the config lists none, so the runtime's would be changed)",
         ));
     }
     let has_user = seen.contains(&LinuxNamespaceType::User);
@@ -98,6 +109,29 @@ pub fn validate(spec: &Spec) -> Result<()> {
             "setting a hostname needs a uts namespace",
         ));
     }
+    if let Some(devs) = linux.net_devices().as_ref().filter(|d| !d.is_empty()) {
+        if !seen.contains(&LinuxNamespaceType::Network) {
+            return Err(Error::config(
+                "linux.netDevices",
+                "devices are moved into the container's network namespace, and the config lists none (the host's would be used)",
+            ));
+        }
+        crate::netdev::validate(devs)?;
+    }
+    if let Some(sc) = linux.seccomp() {
+        if sc.listener_path().is_none() && sc.listener_metadata().is_some() {
+            return Err(Error::config(
+                "linux.seccomp.listenerMetadata",
+                "MUST NOT be set if listenerPath is not set",
+            ));
+        }
+        if crate::seccomp::uses_notify(sc) && sc.listener_path().is_none() {
+            return Err(Error::config(
+                "linux.seccomp.listenerPath",
+                "SCMP_ACT_NOTIFY needs a listenerPath: the seccomp agent to hand the notify fd to",
+            ));
+        }
+    }
     for m in spec.mounts().as_deref().unwrap_or_default() {
         if !m.destination().is_absolute() {
             return Err(Error::config(
@@ -105,6 +139,40 @@ pub fn validate(spec: &Spec) -> Result<()> {
                 format!("{:?} must be an absolute path", m.destination()),
             ));
         }
+    }
+    Ok(())
+}
+
+/// "ociVersion (string, REQUIRED) MUST be in SemVer v2.0.0 format and specifies
+/// the version of the Open Container Initiative Runtime Specification with which
+/// the bundle complies." This runtime implements 1.x: another major is refused.
+pub fn validate_version(v: &str) -> Result<()> {
+    let bad = |why: &str| Error::config("ociVersion", format!("{v:?}: {why}"));
+    let (core, pre_build) = match v.find(['-', '+']) {
+        Some(i) => (&v[..i], Some(&v[i..])),
+        None => (v, None),
+    };
+    let nums: Vec<&str> = core.split('.').collect();
+    let numeric = |n: &&str| {
+        !n.is_empty()
+            && n.bytes().all(|b| b.is_ascii_digit())
+            && (n.len() == 1 || !n.starts_with('0'))
+    };
+    if nums.len() != 3 || !nums.iter().all(numeric) {
+        return Err(bad("not a SemVer 2.0.0 version (MAJOR.MINOR.PATCH)"));
+    }
+    if let Some(rest) = pre_build {
+        let ids_ok = rest[1..]
+            .split(['.', '-', '+'])
+            .all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()));
+        if !ids_ok {
+            return Err(bad("not a SemVer 2.0.0 version (bad pre-release or build)"));
+        }
+    }
+    if nums[0] != "1" {
+        return Err(bad(
+            "berth-runtime implements version 1 of the runtime spec",
+        ));
     }
     Ok(())
 }
@@ -182,7 +250,13 @@ mod tests {
         assert!(e.to_string().contains("twice"), "{e}");
         let e = spec_with(|v| v["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}]))
             .unwrap_err();
-        assert!(e.to_string().contains("mount namespace"), "{e}");
+        assert!(e.to_string().contains("maskedPaths"), "{e}");
+        spec_with(|v| {
+            v["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}, {"type": "uts"}]);
+            v["linux"]["maskedPaths"] = serde_json::json!([]);
+            v["linux"]["readonlyPaths"] = serde_json::json!([]);
+        })
+        .unwrap();
         let e = spec_with(|v| {
             v["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "user"}])
         })
@@ -198,6 +272,19 @@ mod tests {
             serde_json::from_str::<serde_json::Value>(crate::default_spec::DEFAULT_SPEC).unwrap();
         v["linux"]["namespaces"] = serde_json::json!([{"type": "bogus"}]);
         assert!(serde_json::from_value::<Spec>(v).is_err());
+    }
+
+    #[test]
+    fn oci_versions() {
+        for ok in ["1.0.0", "1.2.0", "1.0.2-dev", "1.3.0-rc.1+build.5"] {
+            validate_version(ok).unwrap();
+        }
+        for bad in [
+            "", "invalid", "1.0", "1.0.0.0", "01.0.0", "2.0.0", "1.0.0-", "v1.0.0",
+        ] {
+            let e = validate_version(bad).unwrap_err();
+            assert!(e.to_string().contains("ociVersion"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -52,6 +52,13 @@ pub struct Record {
     pub hooks: Option<oci_spec::runtime::Hooks>,
     /// The `ociVersion` of the config.
     pub oci_version: String,
+    /// The container has no mount namespace of its own: its mounts are in the
+    /// runtime's and are unmounted at delete.
+    #[serde(default)]
+    pub host_mounts: bool,
+    /// The linux.intelRdt resource group.
+    #[serde(default)]
+    pub rdt: Option<crate::rdt::RdtGroup>,
 }
 
 /// The state JSON of `berth-runtime state`, as runc prints it.

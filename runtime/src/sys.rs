@@ -414,3 +414,89 @@ pub unsafe fn fork_into(flags: libc::c_int, cgroup: Option<&OwnedFd>) -> io::Res
     };
     check(r).map(|pid| (pid as i32, false))
 }
+
+/// Sends `data` with one fd attached (SCM_RIGHTS).
+pub fn send_with_fd(sock: &impl AsRawFd, data: &[u8], fd: RawFd) -> io::Result<()> {
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) } as usize;
+    // u64s: the control buffer must be aligned for cmsghdr.
+    let mut cbuf = vec![0u64; space.div_ceil(8)];
+    // SAFETY: an all-zero msghdr is valid; it is filled in below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = space;
+    // SAFETY: msg and its control buffer are valid and sized for one fd.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<i32>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut i32, fd);
+        loop {
+            let n = libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL);
+            if n == -1 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            check(n as libc::c_long)?;
+            if (n as usize) < data.len() {
+                // The fd went with the first bytes; the rest without.
+                let rest = &data[n as usize..];
+                let mut off = 0;
+                while off < rest.len() {
+                    let m = libc::send(
+                        sock.as_raw_fd(),
+                        rest[off..].as_ptr().cast(),
+                        rest.len() - off,
+                        libc::MSG_NOSIGNAL,
+                    );
+                    off += check(m as libc::c_long)? as usize;
+                }
+            }
+            return Ok(());
+        }
+    }
+}
+
+/// Receives one message and the fd sent with it, if any.
+pub fn recv_with_fd(sock: &impl AsRawFd) -> io::Result<(Vec<u8>, Option<OwnedFd>)> {
+    let mut buf = vec![0u8; 65536];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) } as usize;
+    let mut cbuf = vec![0u64; space.div_ceil(8)];
+    loop {
+        // SAFETY: an all-zero msghdr is valid; it is filled in below.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        // SAFETY: msg points at live buffers sized above.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n == -1 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        // SAFETY: the control buffer was filled by recvmsg.
+        let fd = unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (!c.is_null() && (*c).cmsg_type == libc::SCM_RIGHTS).then(|| {
+                OwnedFd::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const i32))
+            })
+        };
+        buf.truncate(n as usize);
+        return Ok((buf, fd));
+    }
+}

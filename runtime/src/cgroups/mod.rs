@@ -27,6 +27,11 @@ pub struct Hierarchy {
     /// A cgroup2 hierarchy (the unified one on a v2 or hybrid host).
     #[serde(default)]
     pub v2: bool,
+    /// The topmost directory of `path` that berth created (`path` itself, or a
+    /// parent that did not exist either): removed with the container, so a nested
+    /// cgroupsPath leaves nothing behind. `None` when `path` already existed.
+    #[serde(default)]
+    pub created_from: Option<PathBuf>,
 }
 
 /// The container's cgroups.
@@ -82,6 +87,7 @@ impl Cgroup {
                 hierarchies: vec![Hierarchy {
                     mountpoint: root.to_path_buf(),
                     controllers: Vec::new(),
+                    created_from: first_missing(root, &path),
                     path,
                     v2: true,
                 }],
@@ -95,6 +101,7 @@ impl Cgroup {
                 v1::own_path(&own, &controllers, is_v2).unwrap_or_else(|| "/".to_string());
             let path = join_inner(&mountpoint, &own_path, &inner);
             hierarchies.push(Hierarchy {
+                created_from: first_missing(&mountpoint, &path),
                 mountpoint,
                 controllers,
                 path,
@@ -114,10 +121,20 @@ impl Cgroup {
         self.hierarchies.iter().map(|h| h.path.clone()).collect()
     }
 
-    /// Creates the directories (and, on v2, enables the controllers on the way down).
+    /// Creates the directories (and, on v2, enables the controllers on the way
+    /// down). On failure what was made is removed again.
     pub fn create(&self) -> Result<()> {
+        let r = self.create_all();
+        if r.is_err() {
+            let _ = self.destroy();
+        }
+        r
+    }
+
+    fn create_all(&self) -> Result<()> {
+        let v2 = self.v2;
         for h in &self.hierarchies {
-            if self.v2 {
+            if v2 {
                 v2::enable_controllers(&h.mountpoint, &h.path)?;
             }
             std::fs::create_dir_all(&h.path)
@@ -208,12 +225,157 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Removes the directories, retrying while the kernel still counts exited tasks.
+    /// Removes the directories in every hierarchy (one that fails does not stop
+    /// the others), retrying while the kernel still counts exiting tasks, then the
+    /// parents berth created for them if nothing else lives there now.
     pub fn destroy(&self) -> Result<()> {
+        let mut first_err = None;
         for h in &self.hierarchies {
-            remove_tree(&h.path)?;
+            match remove_tree(&h.path) {
+                Ok(()) => {
+                    if let Some(top) = &h.created_from {
+                        remove_empty_parents(&h.path, top);
+                    }
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
         }
-        Ok(())
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Every pid in any of the container's hierarchies.
+    pub fn all_pids(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        for h in &self.hierarchies {
+            collect_pids(&h.path, &mut out);
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// SIGKILLs every process in the container's cgroups (thawing them first, as
+    /// frozen tasks die only once thawed) until none is left or `timeout` passes.
+    pub fn kill_all(&self, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut thawed = false;
+        loop {
+            let pids = self.all_pids();
+            if pids.is_empty() {
+                return;
+            }
+            for pid in pids {
+                // SAFETY: plain kill.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            if !thawed {
+                thawed = true;
+                let paths = self.paths();
+                if is_frozen(&paths, self.v2) {
+                    let _ = set_frozen(&paths, self.v2, false);
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+}
+
+impl Cgroup {
+    /// The cgroups an `exec --cgroup` process joins: existing sub-cgroups of the
+    /// container's, given as runc takes them: `[<controller>[,<controller>]:]<path>`
+    /// (without a controller: one path for every hierarchy). A path may not leave
+    /// the container's cgroup, and must exist.
+    pub fn with_sub_cgroups(&self, args: &[String]) -> Result<Cgroup> {
+        if args.is_empty() {
+            return Ok(self.clone());
+        }
+        let bad = |msg: String| Error::Usage(format!("--cgroup: {msg}"));
+        let mut subs: std::collections::HashMap<String, String> = Default::default();
+        for a in args {
+            match a.split_once(':') {
+                Some((ctrls, path)) => {
+                    for c in ctrls.split(',') {
+                        if c.is_empty() {
+                            return Err(bad(format!("{a:?} has an empty controller")));
+                        }
+                        let known = self.hierarchies.iter().any(|h| {
+                            h.controllers
+                                .iter()
+                                .any(|x| x == c || x == &format!("name={c}"))
+                        });
+                        if !known {
+                            return Err(bad(format!("unknown controller {c:?} in {a:?}")));
+                        }
+                        if subs.insert(c.to_string(), path.to_string()).is_some() {
+                            return Err(bad(format!("controller {c} given twice")));
+                        }
+                    }
+                }
+                None if args.len() == 1 => {
+                    subs.insert(String::new(), a.clone());
+                }
+                None => return Err(bad(format!("{a:?} needs a <controller>: prefix"))),
+            }
+        }
+        let mut out = self.clone();
+        for h in &mut out.hierarchies {
+            let sub = subs.get("").or_else(|| {
+                h.controllers
+                    .iter()
+                    .find_map(|c| subs.get(c.strip_prefix("name=").unwrap_or(c)))
+            });
+            let Some(sub) = sub else { continue };
+            let mut path = h.path.clone();
+            for comp in Path::new(sub).components() {
+                match comp {
+                    std::path::Component::Normal(n) => path.push(n),
+                    std::path::Component::ParentDir => {
+                        return Err(bad(format!("{sub:?} leaves the container's cgroup")));
+                    }
+                    _ => {}
+                }
+            }
+            if !path.is_dir() {
+                return Err(bad(format!("{} does not exist", path.display())));
+            }
+            h.path = path;
+        }
+        Ok(out)
+    }
+}
+
+/// The first directory of `path` (below `mountpoint`) that does not exist yet.
+fn first_missing(mountpoint: &Path, path: &Path) -> Option<PathBuf> {
+    if path.exists() {
+        return None;
+    }
+    let mut top = path.to_path_buf();
+    while let Some(parent) = top.parent() {
+        if parent == mountpoint || parent.exists() || !parent.starts_with(mountpoint) {
+            break;
+        }
+        top = parent.to_path_buf();
+    }
+    Some(top)
+}
+
+/// rmdir of the parents of `path` up to and including `top`, stopping at the first
+/// that is not empty (another container may share it).
+fn remove_empty_parents(path: &Path, top: &Path) {
+    if path == top || !path.starts_with(top) {
+        return;
+    }
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        if std::fs::remove_dir(d).is_err() || d == top {
+            return;
+        }
+        dir = d.parent();
     }
 }
 
@@ -238,17 +400,24 @@ pub fn remove_tree(path: &Path) -> Result<()> {
             }
         }
     }
-    for attempt in 0..50 {
+    // A task that was killed leaves its cgroup only once it has finished exiting
+    // (a large process takes a while to unmap): up to 5 s, checking often at first.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
         match std::fs::remove_dir(path) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 49 => {
-                std::thread::sleep(std::time::Duration::from_millis(2));
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(50));
             }
             Err(e) => return Err(Error::cgroup(path, format!("cannot remove: {e}"))),
         }
     }
-    Ok(())
 }
 
 /// The pids in the container's cgroup (its first hierarchy).
