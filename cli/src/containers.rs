@@ -86,17 +86,14 @@ pub fn start_detached(id: &str, dir: &Path, stdin: bool, remove: bool) -> Result
 
 fn runtime(args: &[&str]) -> Result<(), String> {
     let out = std::process::Command::new(runtime_binary())
-        .args(["--root", RUNTIME_ROOT])
+        .args(["--log-format", "json", "--root", RUNTIME_ROOT])
         .args(args)
         .output()
         .map_err(|e| format!("running berth-runtime: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(String::from_utf8_lossy(&out.stderr)
-            .trim()
-            .trim_start_matches("berth-runtime: ")
-            .to_string())
+        Err(berth_cri::daemon::runtime_message(&out.stderr))
     }
 }
 

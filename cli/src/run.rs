@@ -211,7 +211,11 @@ pub fn run(
         return Ok(0);
     }
     let status = std::process::Command::new(runtime_binary())
-        .args(["--root", crate::containers::RUNTIME_ROOT, "run", "--bundle"])
+        // With --log, the runtime's own failure reaches this terminal as a bare
+        // message (its runc-style record goes to the file).
+        .args(["--root", crate::containers::RUNTIME_ROOT, "--log"])
+        .arg(dir.join("runtime.log"))
+        .args(["run", "--bundle"])
         .arg(&dir)
         .arg(&id)
         .stdin(if a.interactive {

@@ -155,7 +155,7 @@ impl Daemon {
     /// Runs `berth-runtime` with berthd's runtime root.
     pub async fn runtime(&self, args: &[&str]) -> Result<(), String> {
         let out = tokio::process::Command::new(&self.bins.runtime)
-            .arg("--root")
+            .args(["--log-format", "json", "--root"])
             .arg(&self.bins.runtime_root)
             .args(args)
             .stdin(std::process::Stdio::null())
@@ -165,8 +165,7 @@ impl Daemon {
         if out.status.success() {
             Ok(())
         } else {
-            let err = String::from_utf8_lossy(&out.stderr);
-            Err(err.trim().trim_start_matches("berth-runtime: ").to_string())
+            Err(runtime_message(&out.stderr))
         }
     }
 
@@ -430,6 +429,19 @@ impl Daemon {
             }
         }
     }
+}
+
+/// berth-runtime's error: the `msg` of its JSON error record (runc's format),
+/// else its stderr as it is.
+pub fn runtime_message(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    text.lines()
+        .rev()
+        .find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            v.get("msg")?.as_str().map(String::from)
+        })
+        .unwrap_or_else(|| text.trim().to_string())
 }
 
 /// A container's record after its shim ended; `ended`: it no longer runs (with

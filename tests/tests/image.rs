@@ -1,8 +1,6 @@
 //! The image store end to end, through the `berth` CLI, against real registries.
 
-use berth_tests::{
-    TestRegistry, berth, bin, err, ok, registry_addr, require_root, testimages_dir,
-};
+use berth_tests::{TestRegistry, berth, bin, err, ok, registry_addr, require_root, testimages_dir};
 use std::path::Path;
 
 fn digest_of(name: &str) -> String {
