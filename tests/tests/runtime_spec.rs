@@ -972,8 +972,15 @@ fn seccomp_notify_fd_of_an_exec_goes_to_the_listener() {
     assert_eq!(st["state"]["status"], "running", "{st}");
     let pid = st["pid"].as_i64().unwrap();
     assert_ne!(pid, init, "the exec'd process: {st}");
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
-    assert_eq!(comm.trim(), "sleep");
+    // The stand-in's `setsid` execs `sleep` in place: give it the moment to.
+    let comm = || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    for _ in 0..500 {
+        if comm().trim() == "sleep" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(comm().trim(), "sleep");
     let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
     assert_eq!(link.display().to_string(), "anon_inode:seccomp notify");
 }
@@ -1079,8 +1086,15 @@ fn checkpoint_and_restore_bookkeeping_when_criu_succeeds() {
     let st = rt.state(&rid);
     assert_eq!(st["status"], "running", "{st}");
     let pid = st["pid"].as_i64().unwrap();
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
-    assert_eq!(comm.trim(), "sleep");
+    // The stand-in's `setsid` execs `sleep` in place: give it the moment to.
+    let comm = || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    for _ in 0..500 {
+        if comm().trim() == "sleep" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(comm().trim(), "sleep");
     let pids = berth_tests::cgroup_dir("pids", &rid);
     assert!(pids.is_dir(), "cgroups made for the restored container");
     assert!(rt.exec(&["delete", "--force", &rid]).status.success());
