@@ -21,6 +21,19 @@ fn ok<T>(t: T) -> Result<Response<T>, Status> {
     Ok(Response::new(t))
 }
 
+/// Runs a call that changes state to its end in a task of its own. When the
+/// client goes away (kubelet restarted, its deadline passed), tonic drops the
+/// handler's future; a call dropped between two of its steps would leave its
+/// object half made (a pod `Creating`, its name reserved, its netns and IP
+/// kept), and kubelet's retry would find the name in use for good. The task
+/// finishes the call, or undoes it on failure, as if the client had waited;
+/// the retry then sees the outcome (containerd runs on the same way).
+async fn to_completion<T: Send + 'static>(
+    call: impl Future<Output = Result<T, Status>> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::spawn(call).await.map_err(crate::status::join)?
+}
+
 #[tonic::async_trait]
 impl RuntimeService for Runtime {
     async fn version(
@@ -43,7 +56,9 @@ impl RuntimeService for Runtime {
         let config = req
             .config
             .ok_or_else(|| Status::invalid_argument("config is missing"))?;
-        let pod_sandbox_id = pods::run(&self.daemon, config, req.runtime_handler).await?;
+        let d = self.daemon.clone();
+        let pod_sandbox_id =
+            to_completion(async move { pods::run(&d, config, req.runtime_handler).await }).await?;
         ok(RunPodSandboxResponse { pod_sandbox_id })
     }
 
@@ -51,7 +66,8 @@ impl RuntimeService for Runtime {
         &self,
         req: Request<StopPodSandboxRequest>,
     ) -> Result<Response<StopPodSandboxResponse>, Status> {
-        match pods::stop(&self.daemon, &req.into_inner().pod_sandbox_id).await {
+        let (d, id) = (self.daemon.clone(), req.into_inner().pod_sandbox_id);
+        match to_completion(async move { pods::stop(&d, &id).await }).await {
             // Stopping a pod that is gone is not an error (kubelet retries).
             Err(s) if s.code() == tonic::Code::NotFound => ok(StopPodSandboxResponse {}),
             r => r.map(|_| Response::new(StopPodSandboxResponse {})),
@@ -62,7 +78,8 @@ impl RuntimeService for Runtime {
         &self,
         req: Request<RemovePodSandboxRequest>,
     ) -> Result<Response<RemovePodSandboxResponse>, Status> {
-        pods::remove(&self.daemon, &req.into_inner().pod_sandbox_id).await?;
+        let (d, id) = (self.daemon.clone(), req.into_inner().pod_sandbox_id);
+        to_completion(async move { pods::remove(&d, &id).await }).await?;
         ok(RemovePodSandboxResponse {})
     }
 
@@ -124,12 +141,10 @@ impl RuntimeService for Runtime {
         let config = req
             .config
             .ok_or_else(|| Status::invalid_argument("config is missing"))?;
-        let container_id = containers::create(
-            &self.daemon,
-            &req.pod_sandbox_id,
-            config,
-            req.sandbox_config,
-        )
+        let d = self.daemon.clone();
+        let container_id = to_completion(async move {
+            containers::create(&d, &req.pod_sandbox_id, config, req.sandbox_config).await
+        })
         .await?;
         ok(CreateContainerResponse { container_id })
     }
@@ -138,7 +153,8 @@ impl RuntimeService for Runtime {
         &self,
         req: Request<StartContainerRequest>,
     ) -> Result<Response<StartContainerResponse>, Status> {
-        containers::start(&self.daemon, &req.into_inner().container_id).await?;
+        let (d, id) = (self.daemon.clone(), req.into_inner().container_id);
+        to_completion(async move { containers::start(&d, &id).await }).await?;
         ok(StartContainerResponse {})
     }
 
@@ -147,7 +163,9 @@ impl RuntimeService for Runtime {
         req: Request<StopContainerRequest>,
     ) -> Result<Response<StopContainerResponse>, Status> {
         let req = req.into_inner();
-        match containers::stop(&self.daemon, &req.container_id, req.timeout).await {
+        let d = self.daemon.clone();
+        let stop = async move { containers::stop(&d, &req.container_id, req.timeout).await };
+        match to_completion(stop).await {
             // Stopping a container that is gone is not an error (the CRI's idempotence).
             Err(s) if s.code() == tonic::Code::NotFound => ok(StopContainerResponse {}),
             r => r.map(|_| Response::new(StopContainerResponse {})),
@@ -158,7 +176,8 @@ impl RuntimeService for Runtime {
         &self,
         req: Request<RemoveContainerRequest>,
     ) -> Result<Response<RemoveContainerResponse>, Status> {
-        containers::remove(&self.daemon, &req.into_inner().container_id).await?;
+        let (d, id) = (self.daemon.clone(), req.into_inner().container_id);
+        to_completion(async move { containers::remove(&d, &id).await }).await?;
         ok(RemoveContainerResponse {})
     }
 
@@ -210,7 +229,11 @@ impl RuntimeService for Runtime {
         let res = req
             .linux
             .ok_or_else(|| Status::invalid_argument("linux resources are missing"))?;
-        containers::update_resources(&self.daemon, &req.container_id, res).await?;
+        let d = self.daemon.clone();
+        to_completion(
+            async move { containers::update_resources(&d, &req.container_id, res).await },
+        )
+        .await?;
         ok(UpdateContainerResourcesResponse {})
     }
 

@@ -5,8 +5,8 @@
 //! everything is removed no mount, network namespace, veth, CNI IP, cgroup, shim
 //! or file is left.
 //!
-//! Also: a shim killed with SIGKILL, and the runtime killed in the middle of a
-//! create.
+//! Also: a shim killed with SIGKILL, the runtime killed in the middle of a
+//! create, and calls whose client gives up midway.
 
 use berth_proto::v1::{ContainerState, PodSandboxState};
 use berth_tests::berthd::Berthd;
@@ -562,4 +562,67 @@ impl Drop for Burners {
             let _ = c.wait();
         }
     }
+}
+
+/// kubelet gives up on a call (its deadline, or a restart) while berthd works on
+/// it: the call runs to its end anyway, so kubelet's retry finds a whole pod or
+/// container, never a name reserved by one that stays `Creating` for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_whose_client_gives_up_run_to_their_end() {
+    let parent = CgroupParent::new("abandon");
+    let d = Berthd::with_network();
+    let mut c = Cri::connect(&d).await;
+    c.pull(BUSYBOX).await.unwrap();
+    let logs = d.dir.path().join("logs");
+    let pc = pod_config("abandon", &logs, &parent.0);
+    let mut req = tonic::Request::new(berth_proto::v1::RunPodSandboxRequest {
+        config: Some(pc.clone()),
+        ..Default::default()
+    });
+    req.set_timeout(Duration::from_millis(1));
+    let e = c.rt.run_pod_sandbox(req).await.unwrap_err();
+    assert!(
+        matches!(
+            e.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        ),
+        "{e:?}"
+    );
+    let c2 = c.clone();
+    until("the abandoned RunPodSandbox to finish", move || {
+        let mut c = c2.clone();
+        async move {
+            c.pods()
+                .await
+                .iter()
+                .any(|p| p.state == PodSandboxState::SandboxReady as i32)
+        }
+    })
+    .await;
+    let pod = c.pods().await[0].id.clone();
+    let cc = container_config("late", BUSYBOX, &["sleep", "3600"]);
+    let mut req = tonic::Request::new(berth_proto::v1::CreateContainerRequest {
+        pod_sandbox_id: pod.clone(),
+        config: Some(cc.clone()),
+        sandbox_config: Some(pc.clone()),
+    });
+    req.set_timeout(Duration::from_millis(1));
+    assert!(c.rt.create_container(req).await.is_err());
+    let c2 = c.clone();
+    until("the abandoned CreateContainer to finish", move || {
+        let mut c = c2.clone();
+        async move {
+            c.containers()
+                .await
+                .iter()
+                .any(|k| k.state == ContainerState::ContainerCreated as i32)
+        }
+    })
+    .await;
+    // What was made is whole: it starts, and goes without a trace.
+    let id = c.containers().await[0].id.clone();
+    c.start(&id).await.unwrap();
+    c.remove_all().await;
+    let left = Census::take(&d, &parent.0);
+    assert_eq!(left.things(), 0, "{left:?}");
 }
