@@ -615,7 +615,11 @@ pub fn container(
             resources["memory"]["swap"] = json!(res.memory_swap_limit_in_bytes);
         }
     }
-    if !res.hugepage_limits.is_empty() {
+    // kubelet sends a (zero) limit for every page size the kernel has, asked for
+    // or not; where no hugetlb controller is mounted they cannot be set, and
+    // refusing them would fail every container: they are dropped, as containerd
+    // does by default (tolerate_missing_hugetlb_controller).
+    if !res.hugepage_limits.is_empty() && hugetlb_available() {
         resources["hugepageLimits"] = res
             .hugepage_limits
             .iter()
@@ -802,4 +806,29 @@ mod tests {
         assert_eq!(stop_signal(&json!({"config": {"StopSignal": "9"}})), 9);
         assert_eq!(stop_signal(&json!({"config": {}})), 15);
     }
+}
+
+/// Whether this host has a hugetlb cgroup controller: a v1 hierarchy of it, or
+/// cgroup2 offering it.
+fn hugetlb_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let v1 = mountinfo.lines().any(|l| {
+            l.split_once(" - ").is_some_and(|(_, r)| {
+                let mut f = r.split(' ');
+                f.next() == Some("cgroup")
+                    && f.nth(1)
+                        .is_some_and(|o| o.split(',').any(|x| x == "hugetlb"))
+            })
+        });
+        let v2 = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+            .is_ok_and(|c| c.split_whitespace().any(|x| x == "hugetlb"));
+        if !(v1 || v2) {
+            tracing::info!(
+                "no hugetlb cgroup controller on this host: hugepage limits are dropped"
+            );
+        }
+        v1 || v2
+    })
 }

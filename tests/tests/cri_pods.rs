@@ -478,6 +478,36 @@ async fn a_container_over_its_memory_limit_is_oom_killed() {
     c.remove_pod(&pod).await;
 }
 
+/// kubelet sends a zero hugepage limit per page size the kernel has, for every
+/// container: where the host has no hugetlb controller (this one's is not
+/// mounted) the container must run all the same, as with containerd.
+#[tokio::test]
+async fn hugepage_limits_kubelet_always_sends_do_not_fail_a_container() {
+    let d = Berthd::with_network();
+    let mut c = client(&d).await;
+    c.pull(BUSYBOX).await;
+    let pc = pod_config("huge", &d.dir.path().join("logs"), "");
+    let pod = c.run_pod(pc.clone()).await;
+    let mut cfg = container_config("huge", BUSYBOX, &["true"]);
+    cfg.linux = Some(LinuxContainerConfig {
+        resources: Some(LinuxContainerResources {
+            hugepage_limits: ["2MB", "1GB"]
+                .map(|size| HugepageLimit {
+                    page_size: size.into(),
+                    limit: 0,
+                })
+                .to_vec(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = c.create(&pod, &pc, cfg).await.unwrap();
+    c.start(&id).await;
+    let s = c.wait_exited(&id).await;
+    assert_eq!(s.exit_code, 0, "{s:?}");
+    c.remove_pod(&pod).await;
+}
+
 #[tokio::test]
 async fn berthd_killed_and_restarted_loses_nothing() {
     let mut d = Berthd::with_network();
