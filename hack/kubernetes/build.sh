@@ -23,7 +23,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 export GOMODCACHE="$BERTH_GO_CACHE/mod" GOCACHE="$BERTH_GO_CACHE/build"
 # The pins need Go 1.26.6 (cri-tools); an older local Go fetches that toolchain
 # from the module proxy rather than failing.
-export GOTOOLCHAIN="${GOTOOLCHAIN:-go1.26.8+auto}"
+export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
 export GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0
 
 all=0 print_only=0
