@@ -244,7 +244,11 @@ record_host() {
     mkdir -p "$dir/before"
     [ -f "$dir/before/taken" ] && return
     ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort >"$dir/before/links"
-    for f in net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables net.ipv4.ip_forward; do
+    # Ours (bridge-nf-call-iptables, ip_forward) and kubelet's kernel tunables,
+    # which it sets at start (protectKernelDefaults: false).
+    for f in net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables net.ipv4.ip_forward \
+        vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops \
+        kernel.keys.root_maxkeys kernel.keys.root_maxbytes; do
         echo "$f=$(sysctl -n "$f" 2>/dev/null || echo)"
     done >"$dir/before/sysctls"
     touch "$dir/before/taken"
