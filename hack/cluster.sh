@@ -286,6 +286,19 @@ up() {
     [ -n "$cidr" ] || die "no subnet in $(cni_config)"
     write_configs "$cidr"
 
+    # kubelet asks every container for hugetlb limits (0 for each page size in
+    # /sys/kernel/mm/hugepages); berth-runtime fails when the hugetlb controller is
+    # not mounted, where containerd (tolerate_missing_hugetlb_controller) skips them.
+    # This host leaves the v1 hugetlb controller unmounted: mount it (down unmounts it).
+    # docs/kubernetes-gaps.md, gap 1.
+    if grep -qw hugetlb /proc/cgroups && ! grep -qE ' cgroup .*hugetlb' /proc/self/mounts \
+        && [ ! -e /sys/fs/cgroup/cgroup.controllers ]; then
+        mkdir -p /sys/fs/cgroup/hugetlb
+        mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
+        touch "$dir/before/mounted-hugetlb"
+        log "mounted the hugetlb cgroup controller at /sys/fs/cgroup/hugetlb"
+    fi
+
     # Pods on the bridge reach Services through kube-proxy's rules only if bridged
     # traffic goes through iptables (restored by down).
     sysctl -qw net.bridge.bridge-nf-call-iptables=1 net.ipv4.ip_forward=1
@@ -387,10 +400,12 @@ remove_kube_chains() {
             chains=$(grep -oE '^-N KUBE-[A-Za-z0-9_-]+' <<<"$rules" | cut -d' ' -f2 || true)
             [ -n "$chains" ] || continue
             # Rules in other chains that jump to a KUBE- chain.
-            grep -E '^-A [^ ]+ .*-j KUBE-' <<<"$rules" | grep -vE '^-A KUBE-' | while read -r rule; do
+            local rule
+            while read -r rule; do
+                [ -n "$rule" ] || continue
                 # shellcheck disable=SC2086
-                "$ipt" -t "$table" ${rule/-A /-D } 2>/dev/null || true
-            done
+                eval "\"\$ipt\" -t \"\$table\" ${rule/-A /-D }" 2>/dev/null || true
+            done < <(grep -E '^-A [^ ]+ .*-j KUBE-' <<<"$rules" | grep -vE '^-A KUBE-' || true)
             local c
             for c in $chains; do "$ipt" -t "$table" -F "$c" 2>/dev/null || true; done
             for c in $chains; do "$ipt" -t "$table" -X "$c" 2>/dev/null || true; done
@@ -456,6 +471,10 @@ down() {
         while IFS= read -r kv; do
             [ -n "${kv#*=}" ] && sysctl -qw "$kv" 2>/dev/null || true
         done <"$dir/before/sysctls"
+    fi
+    if [ -f "$dir/before/mounted-hugetlb" ]; then
+        umount /sys/fs/cgroup/hugetlb 2>/dev/null && rmdir /sys/fs/cgroup/hugetlb 2>/dev/null \
+            && log "unmounted the hugetlb cgroup controller" || log "left /sys/fs/cgroup/hugetlb mounted (busy)"
     fi
     rm -rf "$dir/etcd" "$kubelet_root" "$dir/pod-logs" "$pids" "$dir/before"
     log "cluster down (logs kept in $logs)"
