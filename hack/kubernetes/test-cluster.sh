@@ -48,6 +48,27 @@ wait_until() {
         sleep 0.5
     done
 }
+# wait_eq SECONDS WANT CMD...: retries until CMD prints WANT.
+wait_eq() {
+    local secs=$1 want=$2; shift 2
+    local t0=$SECONDS
+    until [ "$("$@" 2>/dev/null)" = "$want" ]; do
+        [ $((SECONDS - t0)) -ge "$secs" ] && return 1
+        sleep 0.5
+    done
+}
+# wait_ge SECONDS N CMD...: retries until CMD prints a number >= N.
+wait_ge() {
+    local secs=$1 n=$2; shift 2
+    local t0=$SECONDS v
+    while :; do
+        v=$("$@" 2>/dev/null)
+        [ -n "$v" ] && [ "$v" -ge "$n" ] 2>/dev/null && return 0
+        [ $((SECONDS - t0)) -ge "$secs" ] && return 1
+        sleep 0.5
+    done
+}
+count_web() { k get pods -l app=web --no-headers 2>/dev/null | wc -l; }
 jp() { k get "$1" -o jsonpath="$2" 2>/dev/null; }
 pod_phase() { jp "pod/$1" '{.status.phase}'; }
 pod_ready() { [ "$(jp "pod/$1" '{.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
@@ -106,12 +127,12 @@ EOF
 }
 
 check_rolling_update() {
-    wait_until 60 test "$(jp deploy/web '{.status.availableReplicas}')" = 3 || check_deployment || return 1
+    wait_eq 60 3 jp deploy/web '{.status.availableReplicas}' || check_deployment || return 1
     local before after
     before=$(k get pods -l app=web -o jsonpath='{.items[*].metadata.name}')
     k set env deploy/web ROLLOUT=2 >/dev/null || return 1
     k rollout status deploy/web --timeout=120s >/dev/null || fail "rollout did not finish"
-    wait_until 60 test "$(k get pods -l app=web --no-headers 2>/dev/null | wc -l)" = 3 || fail "old pods stayed"
+    wait_eq 60 3 count_web || fail "old pods stayed"
     after=$(k get pods -l app=web -o jsonpath='{.items[*].metadata.name}')
     local p
     for p in $after; do
@@ -121,7 +142,7 @@ check_rolling_update() {
 }
 
 check_service() {
-    wait_until 60 test "$(jp deploy/web '{.status.availableReplicas}')" = 3 || check_deployment || return 1
+    wait_eq 60 3 jp deploy/web '{.status.availableReplicas}' || check_deployment || return 1
     k apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Service
@@ -138,8 +159,10 @@ EOF
     pod svc-client "  containers:
   - {name: c, image: $busybox, imagePullPolicy: IfNotPresent, command: [sleep, '3600']}"
     wait_ready svc-client || return 1
-    wait_until 30 k exec svc-client -- wget -qO- -T 2 "http://$ip:8080/" \
-        || fail "no answer on $ip:8080 from a pod: $(k exec svc-client -- wget -qO- -T 2 "http://$ip:8080/" 2>&1)"
+    # (busybox-static's wget segfaults on this host, in a pod or not: nc instead.)
+    local get="printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 $ip 8080 | grep -q 'hello from berth'"
+    wait_until 30 k exec svc-client -- sh -c "$get" \
+        || fail "no answer on $ip:8080 from a pod: $(k exec svc-client -- sh -c "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 $ip 8080" 2>&1)"
 }
 
 check_logs() {
@@ -155,7 +178,7 @@ check_logs() {
         || fail "--timestamps: $(k logs logger --timestamps 2>&1 | head -n1)"
     timeout 15 kubectl -n "$ns" logs -f logger >"$BERTH_CLUSTER_DIR/logs/test-follow.log" 2>&1
     grep -q 'line 3' "$BERTH_CLUSTER_DIR/logs/test-follow.log" || fail "logs -f did not follow to the end: $(cat "$BERTH_CLUSTER_DIR/logs/test-follow.log")"
-    wait_until 60 test "$(restarts logger)" -ge 1 || fail "logger did not restart"
+    wait_ge 60 1 restarts logger || fail "logger did not restart"
     local prev; prev=$(k logs logger --previous 2>&1)
     grep -q 'line 3' <<<"$prev" || fail "--previous: $prev"
     [ "$(jp pod/logger '{.status.containerStatuses[0].lastState.terminated.exitCode}')" = 3 ] \
@@ -236,7 +259,7 @@ check_probes() {
     image: $httpd
     imagePullPolicy: IfNotPresent
     livenessProbe: {httpGet: {path: /missing, port: 80}, periodSeconds: 1, failureThreshold: 2}"
-    wait_until 60 test "$(restarts liveness)" -ge 1 2>/dev/null || fail "liveness restartCount $(restarts liveness)"
+    wait_ge 60 1 restarts liveness || fail "liveness restartCount $(restarts liveness)"
     k get events --field-selector involvedObject.name=liveness 2>/dev/null | grep -q 'Liveness probe failed' \
         || fail "no 'Liveness probe failed' event"
     wait_until 30 phase_is unready Running || fail "unready not running"
@@ -278,8 +301,8 @@ check_restart_policies() {
     [ "$(jp pod/never '{.status.containerStatuses[0].state.terminated.exitCode}')" = 4 ] || fail "never: exit code"
     [ "$(restarts never)" = 0 ] || fail "never restarted"
     wait_until 60 phase_is succeeds Succeeded || fail "succeeds: phase $(pod_phase succeeds)"
-    wait_until 60 test "$(restarts onfailure)" -ge 1 || fail "onfailure did not restart"
-    wait_until 90 test "$(jp pod/crashloop '{.status.containerStatuses[0].state.waiting.reason}')" = CrashLoopBackOff \
+    wait_ge 60 1 restarts onfailure || fail "onfailure did not restart"
+    wait_eq 90 CrashLoopBackOff jp pod/crashloop '{.status.containerStatuses[0].state.waiting.reason}' \
         || fail "crashloop: $(jp pod/crashloop '{.status.containerStatuses[0].state}')"
     local last; last=$(jp pod/crashloop '{.status.containerStatuses[0].lastState.terminated.exitCode}/{.status.containerStatuses[0].lastState.terminated.reason}')
     [ "$last" = 42/Error ] || fail "crashloop lastState $last"
@@ -292,7 +315,7 @@ check_oom() {
     imagePullPolicy: IfNotPresent
     command: [sh, -c, 'sleep 1; tail /dev/zero']
     resources: {limits: {memory: 32Mi}, requests: {memory: 32Mi}}"
-    wait_until 90 test "$(jp pod/oom '{.status.containerStatuses[0].lastState.terminated.reason}')" = OOMKilled \
+    wait_eq 90 OOMKilled jp pod/oom '{.status.containerStatuses[0].lastState.terminated.reason}' \
         || fail "oom: $(jp pod/oom '{.status.containerStatuses[0]}')"
     [ "$(jp pod/oom '{.status.containerStatuses[0].lastState.terminated.exitCode}')" = 137 ] || fail "oom exit code"
 }
@@ -358,18 +381,19 @@ check_resize() {
     k patch pod resize --subresource resize --patch \
         '{"spec":{"containers":[{"name":"c","resources":{"limits":{"memory":"96Mi","cpu":"600m"},"requests":{"memory":"96Mi","cpu":"600m"}}}]}}' >/dev/null \
         || fail "patch --subresource resize refused" || return 1
-    wait_until 60 test "$(cgroup_limit resize c)" = $((96 * 1024 * 1024)) \
+    wait_eq 60 $((96 * 1024 * 1024)) cgroup_limit resize c \
         || fail "memory limit $before -> $(cgroup_limit resize c); status: $(jp pod/resize '{.status.conditions}') $(jp pod/resize '{.status.containerStatuses[0].resources}')"
     [ "$(restarts resize)" = 0 ] || fail "resize restarted the container"
     say "memory.limit_in_bytes $before -> $(cgroup_limit resize c)"
 }
 
+ephemeral_running() { [ -n "$(jp pod/shell '{.status.ephemeralContainerStatuses[0].state.running.startedAt}')" ]; }
 check_ephemeral() {
     shell_pod; wait_ready shell || return 1
     local out
     out=$(timeout 60 kubectl -n "$ns" debug shell --image="$busybox" --target=c --profile=general \
         --container=dbg --attach=false -- sleep 600 2>&1) || fail "kubectl debug: $out" || return 1
-    wait_until 60 test "$(jp pod/shell '{.status.ephemeralContainerStatuses[0].state.running.startedAt}')" != "" \
+    wait_until 60 ephemeral_running \
         || fail "ephemeral container not running: $(jp pod/shell '{.status.ephemeralContainerStatuses}')" || return 1
     out=$(k exec shell -c dbg -- ps 2>&1)
     grep -q 'sleep 3600' <<<"$out" || fail "the debug container does not see the target's processes: $out"
