@@ -34,6 +34,10 @@ service_cidr=10.96.0.0/16
 kubelet_root=$dir/kubelet
 berth_sock=/run/berth/berth.sock
 berth_config=$dir/berth.toml
+# berthd's store and records: apart from /var/lib/berth, which the CLI and other
+# tests on a shared machine also use (a concurrent run wiped it once, under a
+# running cluster). The socket and run state stay berthd's defaults (/run/berth).
+: "${BERTH_CLUSTER_BERTH_ROOT:=$dir/berth}"
 # In start order; stopped in reverse.
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler berthd kubelet kube-proxy)
 
@@ -165,8 +169,10 @@ pod_cidr() {
 write_configs() {
     local cidr=$1
     cat >"$berth_config" <<EOF
-# berthd for hack/cluster.sh: the defaults (berthd config default), and the
-# registries Kubernetes' manifests name served by the local registry.
+# berthd for hack/cluster.sh: the defaults (berthd config default) but its root,
+# and the registries Kubernetes' manifests name served by the local registry.
+root = "$BERTH_CLUSTER_BERTH_ROOT"
+
 [registry.mirrors]
 "docker.io" = ["$BERTH_REGISTRY_ADDR"]
 "registry.k8s.io" = ["$BERTH_REGISTRY_ADDR"]
