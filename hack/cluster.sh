@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A one-node Kubernetes cluster on loopback, with berthd as the node's runtime.
 #
-# Usage: hack/cluster.sh up|down|status
+# Usage: hack/cluster.sh up|down|status|restart berthd|kubelet [--kill]
 #
 # up     builds what is missing (hack/kubernetes/build.sh, hack/build.sh), installs
 #        berth (hack/install.sh), generates certificates and keys with openssl, and
@@ -13,6 +13,7 @@
 #        removes what the cluster made: mounts, network namespaces, veths, the
 #        KUBE-* iptables chains, the kubepods cgroups, kubelet's and etcd's state.
 # status prints each process and the node.
+# restart stops berthd or kubelet (SIGKILL with --kill) and starts it again.
 #
 # Everything listens on 127.0.0.1. The node is named 127.0.0.1: kubelet refuses a
 # loopback --node-ip, but takes an IP given as its hostname for the InternalIP,
@@ -164,6 +165,36 @@ pod_cidr() {
     jq -r '[.. | objects | .subnet? // empty] | first // empty' "$f"
 }
 
+start_berthd() {
+    start berthd /usr/local/bin/berthd --config "$berth_config"
+    wait_for "berthd serving $berth_sock" 30 crictl --runtime-endpoint "unix://$berth_sock" version \
+        || check_alive berthd
+}
+start_kubelet() {
+    start kubelet "$bin/kubelet" --config="$dir/kubelet.yaml" --kubeconfig="$dir/kubelet.kubeconfig" \
+        --root-dir="$kubelet_root" --hostname-override="$node" --v=2
+    wait_for "kubelet healthy" 60 curl -fsS http://127.0.0.1:10248/healthz || check_alive kubelet
+}
+
+# restart berthd|kubelet [--kill]: stops one of them (SIGTERM, or SIGKILL with
+# --kill, as a crash would) and starts it again, for the fault tests.
+restart() {
+    local name=${1:-} how=${2:-}
+    case "$name" in berthd|kubelet) ;; *) die "restart: berthd or kubelet" ;; esac
+    alive "$name" || die "$name is not running"
+    bin=$(bin_dir)
+    export PATH="$bin:$PATH"
+    local p; p=$(pid_of "$name")
+    if [ "$how" = --kill ]; then
+        kill -KILL "$p"
+        while kill -0 "$p" 2>/dev/null; do sleep 0.1; done
+        log "killed $name (pid $p) with SIGKILL"
+    else
+        stop_pid "$name" 30
+    fi
+    "start_$name"
+}
+
 # --- up --------------------------------------------------------------------------
 
 write_configs() {
@@ -267,7 +298,7 @@ up() {
     done
     mkdir -p "$dir" "$logs" "$pids" "$kubelet_root" "$dir/pod-logs"
 
-    local bin; bin=$(bin_dir)
+    bin=$(bin_dir)
     if [ ! -x "$bin/kubelet" ] || [ ! -x "$bin/crictl" ]; then
         log "building the Kubernetes binaries (hack/kubernetes/build.sh)"
         "$BERTH_ROOT_DIR/hack/kubernetes/build.sh" >/dev/null
@@ -354,12 +385,8 @@ up() {
     if [ -S "$berth_sock" ] && ! alive berthd; then
         die "$berth_sock is served by a berthd this script did not start"
     fi
-    start berthd /usr/local/bin/berthd --config "$berth_config"
-    wait_for "berthd serving $berth_sock" 30 crictl --runtime-endpoint "unix://$berth_sock" version \
-        || check_alive berthd
-
-    start kubelet "$bin/kubelet" --config="$dir/kubelet.yaml" --kubeconfig="$dir/kubelet.kubeconfig" \
-        --root-dir="$kubelet_root" --hostname-override="$node" --v=2
+    start_berthd
+    start_kubelet
     start kube-proxy "$bin/kube-proxy" --config="$dir/kube-proxy.yaml" --v=2
 
     export KUBECONFIG=$dir/admin.kubeconfig
@@ -508,5 +535,6 @@ case "${1:-}" in
     up) up ;;
     down) down ;;
     status) status ;;
-    *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+    restart) shift; restart "$@" ;;
+    *) echo "usage: $0 up|down|status|restart berthd|kubelet [--kill]" >&2; exit 2 ;;
 esac

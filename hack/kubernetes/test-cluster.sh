@@ -451,24 +451,88 @@ EOF
     k wait --for=condition=Complete job/job --timeout=90s >/dev/null || fail "job: $(jp job/job '{.status}')"
 }
 
+pod_stats() {
+    local pki=$BERTH_CLUSTER_DIR/pki s
+    s=$(curl -fsS --cacert "$pki/ca.crt" --cert "$pki/apiserver-kubelet-client.crt" \
+        --key "$pki/apiserver-kubelet-client.key" "https://127.0.0.1:10250/stats/summary") || return 1
+    jq -c --arg ns "$ns" '.pods[] | select(.podRef.name=="shell" and .podRef.namespace==$ns)
+        | {cpu: .cpu.usageCoreNanoSeconds, mem: .memory.workingSetBytes, eph: .["ephemeral-storage"].usedBytes,
+           ctr: [.containers[] | {n: .name, cpu: .cpu.usageCoreNanoSeconds, mem: .memory.workingSetBytes, rootfs: .rootfs.usedBytes, logs: .logs.usedBytes}]}' <<<"$s"
+}
+stats_complete() {
+    pod_stats | jq -e '.cpu > 0 and .mem > 0 and .eph > 0 and ([.ctr[] | .cpu > 0 and .mem > 0 and .rootfs > 0] | all)' >/dev/null
+}
 check_stats_summary() {
     shell_pod; wait_ready shell || return 1
-    local s; s=$(kubectl get --raw "/api/v1/nodes/$node/proxy/stats/summary" 2>&1) || fail "stats/summary: $s" || return 1
-    local c
-    c=$(jq -c --arg ns "$ns" '.pods[] | select(.podRef.name=="shell" and .podRef.namespace==$ns)
-        | {cpu: .cpu.usageCoreNanoSeconds, mem: .memory.workingSetBytes, eph: .["ephemeral-storage"].usedBytes,
-           ctr: [.containers[] | {n: .name, cpu: .cpu.usageCoreNanoSeconds, mem: .memory.workingSetBytes, rootfs: .rootfs.usedBytes, logs: .logs.usedBytes}]}' <<<"$s")
-    say "$c"
-    [ -n "$c" ] || fail "no stats for pod shell"
-    jq -e '.cpu > 0 and .mem > 0 and ([.ctr[] | .cpu > 0 and .mem > 0 and .rootfs != null] | all)' <<<"$c" >/dev/null \
-        || fail "missing figures: $c"
+    # The apiserver's node proxy (kubectl get --raw /api/v1/nodes/NODE/proxy/stats/summary)
+    # refuses loopback addresses ("address not allowed"), and this node's address is
+    # 127.0.0.1: ask kubelet itself, as the apiserver would, with its kubelet-client
+    # certificate. Pod-level figures come from cadvisor's housekeeping: give it time.
+    wait_until 60 stats_complete || fail "missing figures: $(pod_stats 2>&1)"
+    say "$(pod_stats)"
+}
+
+# --- faults: berthd killed, kubelet restarted -------------------------------------
+
+# "name restartCount containerID" of each web pod, sorted.
+web_state() {
+    k get pods -l app=web -o jsonpath='{range .items[*]}{.metadata.name} {.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].containerID}{"\n"}{end}' | sort
+}
+all_web_ready() {
+    [ "$(k get pods -l app=web -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True)" = 3 ] \
+        && [ "$(count_web)" = 3 ]
+}
+# Shims berthd runs against what it reports: one per running container and per
+# ready pod (its pause); anything else leaked.
+shim_census() {
+    local shims ctrs pods
+    shims=$(pgrep -c -f '^/usr/local/bin/berth-shim .*--state-dir /run/berth/shims/' || true)
+    ctrs=$("${crictl[@]}" ps -q --state running 2>/dev/null | wc -l)
+    pods=$("${crictl[@]}" pods -q --state ready 2>/dev/null | wc -l)
+    echo "$shims shims, $ctrs running containers, $pods ready pods"
+    [ "$shims" = $((ctrs + pods)) ]
+}
+
+# fault WHAT: WHAT while the Deployment runs, then while a rollout is in progress.
+fault() {
+    local what=$1
+    wait_eq 60 3 jp deploy/web '{.status.availableReplicas}' || check_deployment || return 1
+    wait_until 60 all_web_ready || fail "web not ready before the fault" || return 1
+    local before after
+    before=$(web_state)
+    "${fault_cmd[@]}" >/dev/null 2>&1 || fail "$what failed" || return 1
+    sleep 5
+    wait_until 60 all_web_ready || fail "web pods not Ready after $what: $(k get pods -l app=web --no-headers)"
+    after=$(web_state)
+    [ "$before" = "$after" ] || fail "containers changed after $what: before: $before after: $after"
+    shim_census || fail "after $what: $(shim_census)"
+    # Again while a rollout runs.
+    k set env deploy/web "FAULT_$RANDOM=1" >/dev/null
+    sleep 1
+    "${fault_cmd[@]}" >/dev/null 2>&1 || fail "$what during the rollout failed" || return 1
+    k rollout status deploy/web --timeout=120s >/dev/null || fail "rollout did not finish after $what"
+    wait_until 60 all_web_ready || fail "web pods not Ready after the rollout: $(k get pods -l app=web --no-headers)"
+    [ -z "$(k get pods -l app=web -o jsonpath='{.items[*].status.containerStatuses[*].restartCount}' | tr -d ' 0')" ] \
+        || fail "restarts after the rollout: $(web_state)"
+    wait_until 30 shim_census || fail "after the rollout: $(shim_census)"
+    say "$(shim_census)"
+}
+
+check_fault_berthd_kill() {
+    fault_cmd=("$root/hack/cluster.sh" restart berthd --kill)
+    fault "kill -9 of berthd"
+}
+
+check_fault_kubelet_restart() {
+    fault_cmd=("$root/hack/cluster.sh" restart kubelet)
+    fault "a kubelet restart"
 }
 
 # --- run -----------------------------------------------------------------------
 
 all_checks=(node deployment rolling_update service logs exec attach port_forward cp probes
     init_containers restart_policies oom hooks resize ephemeral image_pull_backoff image_volume
-    user_namespace job stats_summary)
+    user_namespace job stats_summary fault_berthd_kill fault_kubelet_restart)
 [ "${#only[@]}" -gt 0 ] && all_checks=("${only[@]}")
 
 if [ "$up" = 1 ]; then "$root/hack/cluster.sh" up || exit 1; fi
