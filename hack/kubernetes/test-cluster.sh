@@ -317,6 +317,20 @@ check_restart_policies() {
     [ "$last" = 42/Error ] || fail "crashloop lastState $last"
 }
 
+dead_crashloop_containers() {
+    "${crictl[@]}" ps -a -q --state exited --label io.kubernetes.pod.name=crashloop \
+        --label io.kubernetes.pod.namespace="$ns" 2>/dev/null | wc -l
+}
+few_dead_crashloop() { [ "$(dead_crashloop_containers)" -le 1 ]; }
+check_container_gc() {
+    # kubelet keeps one dead container per container (maxPerPodContainer) and
+    # removes the rest through berthd's RemoveContainer, once a minute.
+    k get pod crashloop >/dev/null 2>&1 || check_restart_policies || return 1
+    wait_ge 120 3 restarts crashloop || fail "crashloop restartCount $(restarts crashloop)" || return 1
+    wait_until 90 few_dead_crashloop || fail "$(dead_crashloop_containers) exited containers of crashloop left"
+    say "restartCount $(restarts crashloop), exited containers in berthd: $(dead_crashloop_containers)"
+}
+
 check_oom() {
     pod oom "  containers:
   - name: c
@@ -531,7 +545,7 @@ check_fault_kubelet_restart() {
 # --- run -----------------------------------------------------------------------
 
 all_checks=(node deployment rolling_update service logs exec attach port_forward cp probes
-    init_containers restart_policies oom hooks resize ephemeral image_pull_backoff image_volume
+    init_containers restart_policies container_gc oom hooks resize ephemeral image_pull_backoff image_volume
     user_namespace job stats_summary fault_berthd_kill fault_kubelet_restart)
 [ "${#only[@]}" -gt 0 ] && all_checks=("${only[@]}")
 
