@@ -281,6 +281,7 @@ record_host() {
     mkdir -p "$dir/before"
     [ -f "$dir/before/taken" ] && return
     ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort >"$dir/before/links"
+    iptables_chains >"$dir/before/chains"
     # Ours (bridge-nf-call-iptables, ip_forward) and kubelet's kernel tunables,
     # which it sets at start (protectKernelDefaults: false).
     for f in net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables net.ipv4.ip_forward \
@@ -420,6 +421,13 @@ stop_pid() {  # NAME [SECONDS]: SIGTERM, then SIGKILL after SECONDS
     rm -f "$pids/$name.pid"
 }
 
+iptables_chains() {  # "table chain" for every chain of iptables, sorted
+    local t
+    for t in filter nat mangle raw; do
+        iptables -t "$t" -S 2>/dev/null | awk -v t="$t" '$1 == "-N" {print t, $2}'
+    done | sort
+}
+
 # Every iptables chain named KUBE-* (kubelet's and kube-proxy's), in every table,
 # with the rules that jump to them.
 remove_kube_chains() {
@@ -498,6 +506,14 @@ down() {
         for l in $(ip -o link show type veth 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
             grep -qx "$l" "$dir/before/links" || { ip link del "$l" 2>/dev/null && log "removed veth $l"; } || true
         done
+    fi
+    # The CNI plugins' shared chains (portmap's CNI-HOSTPORT-*, firewall's
+    # CNI-FORWARD/CNI-ADMIN) serve every user of the CNI config on the host (berth
+    # run too): they stay, but down says which ones the cluster added.
+    if [ -f "$dir/before/chains" ]; then
+        local added
+        added=$(comm -13 "$dir/before/chains" <(iptables_chains) | tr '\n' ' ')
+        [ -z "$added" ] || log "iptables chains added while the cluster ran (left, shared with the CNI config's other users): $added"
     fi
     if [ -f "$dir/before/sysctls" ]; then
         local kv
