@@ -434,7 +434,7 @@ check_image_volume() {
     pod imagevol "  containers:
   - {name: c, image: $busybox, imagePullPolicy: IfNotPresent, command: [sleep, '3600'], volumeMounts: [{name: img, mountPath: /img}]}
   volumes: [{name: img, image: {reference: $httpd, pullPolicy: IfNotPresent}}]"
-    wait_ready imagevol || return 1
+    wait_ready imagevol 60 || return 1
     k exec imagevol -- cat /img/www/index.html | grep -q "hello from berth" || fail "image volume content: $(k exec imagevol -- ls /img 2>&1)"
     k exec imagevol -- touch /img/x 2>/dev/null && fail "image volume is writable"
     return 0
@@ -444,7 +444,7 @@ check_user_namespace() {
     pod userns "  hostUsers: false
   containers:
   - {name: c, image: $busybox, imagePullPolicy: IfNotPresent, command: [sleep, '3600']}"
-    wait_ready userns || return 1
+    wait_ready userns 60 || return 1
     local map; map=$(k exec userns -- cat /proc/self/uid_map | tr -s ' ')
     say "uid_map:$map"
     [[ "$map" != " 0 0 4294967295" ]] || fail "not in a user namespace: $map"
