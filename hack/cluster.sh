@@ -328,7 +328,7 @@ up() {
     # /sys/kernel/mm/hugepages); berth-runtime fails when the hugetlb controller is
     # not mounted, where containerd (tolerate_missing_hugetlb_controller) skips them.
     # This host leaves the v1 hugetlb controller unmounted: mount it (down unmounts it).
-    # docs/kubernetes-gaps.md, gap 1.
+    # docs/kubernetes-gaps.md, gap 2.
     if grep -qw hugetlb /proc/cgroups && ! grep -qE ' cgroup .*hugetlb' /proc/self/mounts \
         && [ ! -e /sys/fs/cgroup/cgroup.controllers ]; then
         mkdir -p /sys/fs/cgroup/hugetlb

@@ -174,8 +174,8 @@ check_logs() {
     command: [sh, -c, 'echo start \$(cat /proc/sys/kernel/random/uuid); i=0; while [ \$i -lt 4 ]; do echo line \$i; i=\$((i+1)); sleep 1; done; exit 3']"
     wait_until 60 phase_is logger Running || fail "logger not running" || return 1
     wait_until 20 sh -c "kubectl -n $ns logs logger | grep -q 'line 1'" || fail "logs: $(k logs logger 2>&1)"
-    k logs logger --timestamps | head -n1 | grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z start' \
-        || fail "--timestamps: $(k logs logger --timestamps 2>&1 | head -n1)"
+    local first; first=$(k logs logger --timestamps 2>&1); first=${first%%$'\n'*}
+    grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z start' <<<"$first" || fail "--timestamps: $first"
     timeout 15 kubectl -n "$ns" logs -f logger >"$BERTH_CLUSTER_DIR/logs/test-follow.log" 2>&1
     grep -q 'line 3' "$BERTH_CLUSTER_DIR/logs/test-follow.log" || fail "logs -f did not follow to the end: $(cat "$BERTH_CLUSTER_DIR/logs/test-follow.log")"
     wait_ge 60 1 restarts logger || fail "logger did not restart"
@@ -501,9 +501,10 @@ all_web_ready() {
 shim_census() {
     local shims ctrs pods
     shims=$(pgrep -c -f '^/usr/local/bin/berth-shim .*--state-dir /run/berth/shims/' || true)
-    ctrs=$("${crictl[@]}" ps -q --state running 2>/dev/null | wc -l)
+    # A created container's init waits under its shim for StartContainer.
+    ctrs=$( ("${crictl[@]}" ps -q --state running; "${crictl[@]}" ps -q --state created) 2>/dev/null | wc -l)
     pods=$("${crictl[@]}" pods -q --state ready 2>/dev/null | wc -l)
-    echo "$shims shims, $ctrs running containers, $pods ready pods"
+    echo "$shims shims, $ctrs running or created containers, $pods ready pods"
     [ "$shims" = $((ctrs + pods)) ]
 }
 
@@ -520,13 +521,26 @@ fault() {
     after=$(web_state)
     [ "$before" = "$after" ] || fail "containers changed after $what: before: $before after: $after"
     shim_census || fail "after $what: $(shim_census)"
-    # Again while a rollout runs.
+    # Again while a rollout runs: the pods running at the fault keep their
+    # containers until the rollout deletes them. (A container kubelet created but
+    # had not started when it stopped is replaced by the next kubelet, attempt 1:
+    # kubelet's rule for Created containers, any runtime; reported, not failed.)
     k set env deploy/web "FAULT_$RANDOM=1" >/dev/null
     sleep 1
+    local running_at_fault; running_at_fault=$(web_state | awk '$3 != ""')
     "${fault_cmd[@]}" >/dev/null 2>&1 || fail "$what during the rollout failed" || return 1
+    sleep 2
+    local now name rc id cur
+    now=$(web_state)
+    while read -r name rc id; do
+        [ -n "$name" ] || continue
+        cur=$(awk -v n="$name" '$1 == n {print $2, $3}' <<<"$now")
+        [ -z "$cur" ] || [ "$cur" = "$rc $id" ] || fail "$name changed across $what: $rc $id -> $cur"
+    done <<<"$running_at_fault"
     k rollout status deploy/web --timeout=120s >/dev/null || fail "rollout did not finish after $what"
     wait_until 60 all_web_ready || fail "web pods not Ready after the rollout: $(k get pods -l app=web --no-headers)"
-    [ -z "$(k get pods -l app=web -o jsonpath='{.items[*].status.containerStatuses[*].restartCount}' | tr -d ' 0')" ] \
+    say "after the rollout: $(web_state | tr '\n' ';')"
+    [ -z "$(k get pods -l app=web -o jsonpath='{.items[*].status.containerStatuses[*].restartCount}' | tr -d ' 01')" ] \
         || fail "restarts after the rollout: $(web_state)"
     wait_until 30 shim_census || fail "after the rollout: $(shim_census)"
     say "$(shim_census)"
