@@ -468,7 +468,7 @@ remove_kubepods_cgroups() {
 
 down() {
     [ "$(id -u)" = 0 ] || die "run as root"
-    local bin; bin=$(bin_dir)
+    bin=$(bin_dir)
     export PATH="$bin:$PATH"
     local crictl=(crictl --runtime-endpoint "unix://$berth_sock" --timeout 60s)
 
@@ -477,6 +477,10 @@ down() {
     # The pods, through berthd: stops their containers, CNI DEL (veths, IPs, the
     # plugins' iptables rules), network namespaces, mounts.
     if alive berthd; then
+        # A restart first: berthd's recovery undoes calls kubelet abandoned
+        # (docs/kubernetes-gaps.md, gap 1), which List does not show.
+        stop_pid berthd
+        start_berthd
         local pods
         pods=$("${crictl[@]}" pods -q 2>/dev/null || true)
         if [ -n "$pods" ]; then
