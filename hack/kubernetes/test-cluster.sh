@@ -520,7 +520,7 @@ fault() {
     wait_until 60 all_web_ready || fail "web pods not Ready after $what: $(k get pods -l app=web --no-headers)"
     after=$(web_state)
     [ "$before" = "$after" ] || fail "containers changed after $what: before: $before after: $after"
-    shim_census || fail "after $what: $(shim_census)"
+    wait_until 30 shim_census || fail "after $what: $(shim_census)"
     # Again while a rollout runs: the pods running at the fault keep their
     # containers until the rollout deletes them. (A container kubelet created but
     # had not started when it stopped is replaced by the next kubelet, attempt 1:
