@@ -307,3 +307,30 @@ fn preserved_fds_reach_the_container() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "through fd 3\n");
 }
+
+/// An in-place resize up and down with memory and swap together, as kubelet asks
+/// on cgroup v1 (swap equal to the limit): v1 refuses a memory limit above the
+/// current memsw limit, so memsw goes first when it grows.
+#[test]
+fn memory_and_swap_resize_up_and_down_in_place() {
+    let rt = Runtime::new();
+    let (_b, id, _) = sleeper(&rt, "resize");
+    let mem = cgroup_dir("memory", &id);
+    if !mem.join("memory.memsw.limit_in_bytes").exists() {
+        eprintln!("skipped: no swap accounting (memory.memsw) on this host");
+        return;
+    }
+    for mb in ["64m", "96m", "32m", "128m"] {
+        let out = rt.exec(&["update", "--memory", mb, "--memory-swap", mb, &id]);
+        assert!(
+            out.status.success(),
+            "{mb}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let want = (mb.trim_end_matches('m').parse::<u64>().unwrap() << 20).to_string();
+        for f in ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"] {
+            let got = std::fs::read_to_string(mem.join(f)).unwrap();
+            assert_eq!(got.trim(), want, "{f} after {mb}");
+        }
+    }
+}

@@ -152,15 +152,50 @@ impl Cgroup {
         {
             devices_bpf::attach(&self.hierarchies[0].path, rules)?;
         }
-        let writes = if self.v2 {
+        let mut writes = if self.v2 {
             v2::writes(res)?
         } else {
             v1::writes(res)?
         };
+        if !self.v2 {
+            self.order_memsw(&mut writes);
+        }
         for w in writes {
             self.write(&w)?;
         }
         Ok(())
+    }
+
+    /// v1 refuses a memory limit above the current memsw limit and a memsw limit
+    /// below the current memory limit: when memsw grows past its current value
+    /// (an in-place resize up), it is written before the memory limit.
+    fn order_memsw(&self, writes: &mut [Write]) {
+        let find = |f: &str| writes.iter().position(|w| w.file == f);
+        let (Some(mem), Some(sw)) = (
+            find("memory.limit_in_bytes"),
+            find("memory.memsw.limit_in_bytes"),
+        ) else {
+            return;
+        };
+        let Some(h) = self
+            .hierarchies
+            .iter()
+            .find(|h| h.controllers.iter().any(|c| c == "memory"))
+        else {
+            return;
+        };
+        let current = std::fs::read_to_string(h.path.join("memory.memsw.limit_in_bytes"))
+            .ok()
+            .and_then(|v| v.trim().parse::<i128>().ok());
+        let wanted = writes[sw].value.trim().parse::<i128>().ok();
+        let grows = match (current, wanted) {
+            (Some(c), Some(-1)) => c >= 0,
+            (Some(c), Some(w)) => w > c,
+            _ => false,
+        };
+        if grows && sw > mem {
+            writes.swap(mem, sw);
+        }
     }
 
     fn write(&self, w: &Write) -> Result<()> {
