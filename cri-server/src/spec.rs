@@ -772,6 +772,31 @@ fn check(spec: Value) -> Result<Value, String> {
     serde_json::to_value(&typed).map_err(|e| format!("building the OCI config: {e}"))
 }
 
+/// Whether this host has a hugetlb cgroup controller: a v1 hierarchy of it, or
+/// cgroup2 offering it.
+fn hugetlb_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let v1 = mountinfo.lines().any(|l| {
+            l.split_once(" - ").is_some_and(|(_, r)| {
+                let mut f = r.split(' ');
+                f.next() == Some("cgroup")
+                    && f.nth(1)
+                        .is_some_and(|o| o.split(',').any(|x| x == "hugetlb"))
+            })
+        });
+        let v2 = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+            .is_ok_and(|c| c.split_whitespace().any(|x| x == "hugetlb"));
+        if !(v1 || v2) {
+            tracing::info!(
+                "no hugetlb cgroup controller on this host: hugepage limits are dropped"
+            );
+        }
+        v1 || v2
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -806,29 +831,4 @@ mod tests {
         assert_eq!(stop_signal(&json!({"config": {"StopSignal": "9"}})), 9);
         assert_eq!(stop_signal(&json!({"config": {}})), 15);
     }
-}
-
-/// Whether this host has a hugetlb cgroup controller: a v1 hierarchy of it, or
-/// cgroup2 offering it.
-fn hugetlb_available() -> bool {
-    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let v1 = mountinfo.lines().any(|l| {
-            l.split_once(" - ").is_some_and(|(_, r)| {
-                let mut f = r.split(' ');
-                f.next() == Some("cgroup")
-                    && f.nth(1)
-                        .is_some_and(|o| o.split(',').any(|x| x == "hugetlb"))
-            })
-        });
-        let v2 = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
-            .is_ok_and(|c| c.split_whitespace().any(|x| x == "hugetlb"));
-        if !(v1 || v2) {
-            tracing::info!(
-                "no hugetlb cgroup controller on this host: hugepage limits are dropped"
-            );
-        }
-        v1 || v2
-    })
 }
