@@ -3,7 +3,8 @@
 //! - [`reference`]: parse and normalise image references as Docker and containerd do
 //! - [`pull`]: resolve through mirrors, pick the platform, stream layers in parallel
 //! - [`store`]: the content store (blobs by digest, written atomically, verified)
-//! - [`unpack`]: safe layer extraction into overlayfs-format snapshot directories
+//! - [`unpack`]: layers applied onto their parents' view, into overlayfs-format snapshot directories
+//! - [`layered`]: the merged tree of a layer and its parents, paths resolved inside it
 //! - [`snapshot`]: snapshots by chain id; a container's overlay rootfs
 //! - [`metadata`]: image records and names, under a file lock
 //! - [`crash`]: debug-only crash points for the fault tests
