@@ -91,11 +91,11 @@ pub struct View {
     parents_unknown: bool,
 }
 
-fn cstr(name: &OsStr) -> CString {
+pub(crate) fn cstr(name: &OsStr) -> CString {
     CString::new(name.as_bytes()).unwrap_or_default()
 }
 
-fn last_err() -> io::Error {
+pub(crate) fn last_err() -> io::Error {
     io::Error::last_os_error()
 }
 

@@ -468,14 +468,7 @@ impl ImageStore {
                 inner: source,
                 writer,
             };
-            let decoded: Box<dyn Read> = match compression {
-                Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut tee)),
-                Compression::Zstd => Box::new(
-                    zstd::stream::read::Decoder::new(&mut tee)
-                        .map_err(|e| ImageError::io("zstd", &fs2, e))?,
-                ),
-                Compression::None => Box::new(&mut tee),
-            };
+            let decoded = compression.decoder(&mut tee, &fs2)?;
             let parents = if bottom {
                 Parents::None
             } else {
@@ -485,13 +478,7 @@ impl ImageStore {
             std::io::copy(&mut tee, &mut std::io::sink())
                 .map_err(|e| ImageError::io("reading layer", &fs2, e))?;
             // The layer must be the config's before its blob is kept.
-            if unpacked.diff_id != diff_id_want {
-                return Err(ImageError::DiffIdMismatch {
-                    layer,
-                    expected: diff_id_want,
-                    actual: unpacked.diff_id,
-                });
-            }
+            check_diff_id(&layer, &diff_id_want, unpacked.diff_id)?;
             if let Some(w) = tee.writer.take() {
                 w.commit()?;
             }
@@ -605,6 +592,17 @@ enum Compression {
 }
 
 impl Compression {
+    /// A reader of the uncompressed tar (`what` names it in an error).
+    fn decoder<'a>(self, r: impl Read + 'a, what: &std::path::Path) -> Result<Box<dyn Read + 'a>> {
+        Ok(match self {
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
+            Compression::Zstd => Box::new(
+                zstd::stream::read::Decoder::new(r).map_err(|e| ImageError::io("zstd", what, e))?,
+            ),
+            Compression::None => Box::new(r),
+        })
+    }
+
     fn of(media_type: &str) -> Option<Compression> {
         match media_type {
             "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -638,20 +636,20 @@ fn reapply(
     std::fs::remove_dir_all(fs).map_err(|e| ImageError::io("emptying", fs, e))?;
     std::fs::create_dir(fs).map_err(|e| ImageError::io("creating", fs, e))?;
     let file = std::fs::File::open(blob).map_err(|e| ImageError::io("opening blob", blob, e))?;
-    let file = std::io::BufReader::new(file);
-    let decoded: Box<dyn Read> = match Compression::of(media_type) {
-        Some(Compression::Gzip) => Box::new(flate2::read::MultiGzDecoder::new(file)),
-        Some(Compression::Zstd) => Box::new(
-            zstd::stream::read::Decoder::new(file).map_err(|e| ImageError::io("zstd", blob, e))?,
-        ),
-        _ => Box::new(file),
-    };
+    let decoded = Compression::of(media_type)
+        .unwrap_or(Compression::None)
+        .decoder(std::io::BufReader::new(file), blob)?;
     let unpacked = crate::unpack::unpack_layer(decoded, fs, layer, limit, Parents::Known(below))?;
-    if unpacked.diff_id != diff_id {
+    check_diff_id(layer, diff_id, unpacked.diff_id)
+}
+
+/// The uncompressed layer is the one the image config names.
+fn check_diff_id(layer: &str, expected: &str, actual: String) -> Result<()> {
+    if actual != expected {
         return Err(ImageError::DiffIdMismatch {
             layer: layer.to_string(),
-            expected: diff_id.to_string(),
-            actual: unpacked.diff_id,
+            expected: expected.to_string(),
+            actual,
         });
     }
     Ok(())

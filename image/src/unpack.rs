@@ -21,7 +21,7 @@
 //! legitimately and which Docker and containerd keep.
 
 use crate::error::{ImageError, Result};
-use crate::layered::{self, Entry, View, WalkError};
+use crate::layered::{self, Entry, View, WalkError, cstr, last_err};
 use sha2::{Digest as _, Sha256};
 use std::ffi::{CStr, CString, OsString};
 use std::io::{self, Read};
@@ -66,14 +66,6 @@ impl<R: Read> Read for Hashing<R> {
         self.hasher.update(&buf[..n]);
         Ok(n)
     }
-}
-
-fn cstr(p: &std::ffi::OsStr) -> CString {
-    CString::new(p.as_bytes()).unwrap_or_default()
-}
-
-fn last_err() -> io::Error {
-    io::Error::last_os_error()
 }
 
 /// What `remove_at` took away.

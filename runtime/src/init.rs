@@ -475,28 +475,6 @@ fn bind_console(slave_path: &str) -> Result<()> {
 
 /// Sends an fd with SCM_RIGHTS, the pty name as the data (as runc does).
 pub fn send_fd(sock: &OwnedFd, fd: i32, name: &str) -> Result<()> {
-    let mut data = name.as_bytes().to_vec();
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
-    };
-    // SAFETY: CMSG_SPACE is a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) } as usize;
-    let mut cbuf = vec![0u8; space];
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = space;
-    // SAFETY: msg and its control buffer are valid and sized for one fd.
-    unsafe {
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        (*c).cmsg_level = libc::SOL_SOCKET;
-        (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<i32>() as u32) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut i32, fd);
-        sys::check(libc::sendmsg(sock.as_raw_fd(), &msg, 0) as libc::c_long)
-            .map_err(|e| Error::sys("sending pty to console socket", e))?;
-    }
-    Ok(())
+    sys::send_with_fd(sock, name.as_bytes(), fd)
+        .map_err(|e| Error::sys("sending pty to console socket", e))
 }
