@@ -93,7 +93,7 @@ fn runtime(args: &[&str]) -> Result<(), String> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(berth_cri::daemon::runtime_message(&out.stderr))
+        Err(berth_bundle::runtime_error::message(&out.stderr))
     }
 }
 

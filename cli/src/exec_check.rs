@@ -3,7 +3,6 @@
 //! looked up in the mounted rootfs before the container starts (as runc looks it
 //! up at create), every path resolved inside the rootfs (`RESOLVE_IN_ROOT`).
 
-use serde_json::Value;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -71,22 +70,24 @@ fn probe(root: &OwnedFd, path: &Path) -> Probe {
 
 /// Checks that the OCI `process` can start its command in `rootfs`: the
 /// message and exit code (126, 127) when it cannot.
-pub fn command_runs(rootfs: &Path, process: &Value) -> Result<(), (String, i32)> {
-    let Some(prog) = process["args"][0].as_str() else {
+pub fn command_runs(
+    rootfs: &Path,
+    args: &[String],
+    env: &[String],
+    cwd: &str,
+) -> Result<(), (String, i32)> {
+    let Some(prog) = args.first().map(String::as_str) else {
         return Ok(());
     };
     let Ok(root) = std::fs::File::open(rootfs).map(OwnedFd::from) else {
         return Ok(());
     };
-    let path_var = process["env"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
+    let path_var = env
+        .iter()
         .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or(DEFAULT_PATH)
         .to_string();
-    let cwd = PathBuf::from(process["cwd"].as_str().unwrap_or("/"));
+    let cwd = PathBuf::from(if cwd.is_empty() { "/" } else { cwd });
     let candidates: Vec<PathBuf> = if prog.contains('/') {
         vec![cwd.join(prog)]
     } else {
@@ -148,13 +149,17 @@ mod tests {
         // An absolute symlink resolves inside the rootfs, not on the host.
         std::os::unix::fs::symlink("/usr/bin/tool", r.join("usr/bin/alias")).unwrap();
         std::os::unix::fs::symlink("/bin/sh", r.join("usr/bin/hostsh")).unwrap();
-        let p = |args: &[&str]| serde_json::json!({"args": args, "env": ["PATH=/bin"], "cwd": "/"});
-        assert!(command_runs(r, &p(&["tool"])).is_ok());
-        assert!(command_runs(r, &p(&["/bin/alias"])).is_ok());
-        assert_eq!(command_runs(r, &p(&["nosuchcmd"])).unwrap_err().1, 127);
-        assert_eq!(command_runs(r, &p(&["hostsh"])).unwrap_err().1, 127);
-        assert_eq!(command_runs(r, &p(&["./nope"])).unwrap_err().1, 127);
-        assert_eq!(command_runs(r, &p(&["data"])).unwrap_err().1, 126);
-        assert_eq!(command_runs(r, &p(&["/usr"])).unwrap_err().1, 126);
+        let env = ["PATH=/bin".to_string()];
+        let run = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            command_runs(r, &args, &env, "/")
+        };
+        assert!(run(&["tool"]).is_ok());
+        assert!(run(&["/bin/alias"]).is_ok());
+        assert_eq!(run(&["nosuchcmd"]).unwrap_err().1, 127);
+        assert_eq!(run(&["hostsh"]).unwrap_err().1, 127);
+        assert_eq!(run(&["./nope"]).unwrap_err().1, 127);
+        assert_eq!(run(&["data"]).unwrap_err().1, 126);
+        assert_eq!(run(&["/usr"]).unwrap_err().1, 126);
     }
 }

@@ -4,8 +4,9 @@
 //! none), `-p` as portmap's `portMappings`, and the result kept in the container
 //! directory so DEL gets it back at removal.
 
-use berth_cri::cni::{Attachment, Cni, NetworkList};
-use serde_json::{Value, json};
+use berth_network::{Attachment, Cni, NetworkList, PortMapping, netns};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 const CONF_DIR: &str = "/etc/cni/net.d";
@@ -42,29 +43,19 @@ pub fn available() -> bool {
         .any(|p| Path::new(p).exists())
 }
 
-/// `HOST:CONTAINER[/tcp|udp]` to a portmap entry.
-pub fn port_mapping(p: &str) -> Result<Value, String> {
-    let (ports, proto) = p.split_once('/').unwrap_or((p, "tcp"));
-    if proto != "tcp" && proto != "udp" {
-        return Err(format!("-p {p:?}: the protocol is tcp or udp"));
-    }
-    let (host, ctr) = ports
-        .split_once(':')
-        .ok_or_else(|| format!("-p {p:?}: use HOST:CONTAINER[/tcp|udp]"))?;
-    let port = |s: &str| {
-        s.parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| format!("-p {p:?}: {s:?} is not a port"))
-    };
-    Ok(json!({"hostPort": port(host)?, "containerPort": port(ctr)?, "protocol": proto}))
+/// What `setup` keeps in the container's directory for `teardown`.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    conf_dir: PathBuf,
+    ports: Vec<PortMapping>,
+    result: Value,
 }
 
 fn netns_path(id: &str) -> PathBuf {
     Path::new("/run/berth/cli/netns").join(id)
 }
 
-fn attachment(id: &str, ports: Vec<Value>) -> Attachment {
+fn attachment(id: &str, ports: Vec<PortMapping>) -> Attachment {
     Attachment {
         pod_id: format!("berth-cli-{id}"),
         netns: netns_path(id),
@@ -86,24 +77,28 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T, String> {
 
 /// Creates the namespace and attaches it; returns its path. The ports and the
 /// CNI result are kept in `dir` for `teardown`.
-pub fn setup(id: &str, dir: &Path, ports: Vec<Value>) -> Result<PathBuf, String> {
+pub fn setup(id: &str, dir: &Path, ports: Vec<PortMapping>) -> Result<PathBuf, String> {
     if !available() {
         return Err("bridge networking needs the CNI plugins (Debian: containernetworking-plugins): install them, or use --network none or host".into());
     }
     let (cni, net) = network()?;
     let ns = netns_path(id);
-    berth_cri::netns::create(&ns).map_err(|e| format!("creating the network namespace: {e}"))?;
+    netns::create(&ns).map_err(|e| format!("creating the network namespace: {e}"))?;
     let a = attachment(id, ports.clone());
     match block_on(cni.add(&net, &a))? {
         Ok(result) => {
-            let saved = json!({"conf_dir": cni.conf_dir, "ports": ports, "result": result});
-            std::fs::write(dir.join("network.json"), saved.to_string())
-                .map_err(|e| e.to_string())?;
+            let saved = Saved {
+                conf_dir: cni.conf_dir.clone(),
+                ports,
+                result,
+            };
+            let bytes = serde_json::to_vec(&saved).map_err(|e| e.to_string())?;
+            std::fs::write(dir.join("network.json"), bytes).map_err(|e| e.to_string())?;
             Ok(ns)
         }
         Err(e) => {
             let _ = block_on(cni.del(&net, &a, None));
-            let _ = berth_cri::netns::remove(&ns);
+            let _ = netns::remove(&ns);
             Err(format!("bridge networking: {e}"))
         }
     }
@@ -114,35 +109,18 @@ pub fn setup(id: &str, dir: &Path, ports: Vec<Value>) -> Result<PathBuf, String>
 pub fn teardown(id: &str, dir: &Path) {
     let Some(saved) = std::fs::read(dir.join("network.json"))
         .ok()
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|b| serde_json::from_slice::<Saved>(&b).ok())
     else {
         return;
     };
-    let cni = cni(saved["conf_dir"].as_str().unwrap_or(CONF_DIR));
+    let cni = Cni {
+        conf_dir: saved.conf_dir,
+        ..cni(CONF_DIR)
+    };
     if let Ok(net) = cni.network() {
-        let ports = saved["ports"].as_array().cloned().unwrap_or_default();
-        let a = attachment(id, ports);
-        let _ = block_on(cni.del(&net, &a, Some(&saved["result"])));
+        let a = attachment(id, saved.ports);
+        let _ = block_on(cni.del(&net, &a, Some(&saved.result)));
     }
-    let _ = berth_cri::netns::remove(&netns_path(id));
+    let _ = netns::remove(&netns_path(id));
     let _ = std::fs::remove_file(dir.join("network.json"));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn port_mappings_parse_as_docker_writes_them() {
-        assert_eq!(
-            port_mapping("8080:80").unwrap(),
-            json!({"hostPort": 8080, "containerPort": 80, "protocol": "tcp"})
-        );
-        assert_eq!(port_mapping("53:53/udp").unwrap()["protocol"], "udp");
-        assert!(
-            port_mapping("80").is_err()
-                && port_mapping("1:2/sctp").is_err()
-                && port_mapping("x:80").is_err()
-        );
-    }
 }

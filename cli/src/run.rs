@@ -5,9 +5,10 @@
 //! docker: the container's own, or 125 when berth itself fails.
 
 use crate::images::store_config;
-use berth_cri::spec;
+use berth_bundle::oci::{LinuxCpu, LinuxMemory, LinuxNamespaceType};
+use berth_bundle::{Container as Bundle, ImageDefaults, caps, mounts};
 use berth_image::ImageStore;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
@@ -123,7 +124,7 @@ pub fn run(
     let ports = a
         .publish
         .iter()
-        .map(|p| crate::network::port_mapping(p))
+        .map(|p| berth_network::PortMapping::parse(p))
         .collect::<Result<Vec<_>, _>>()
         .map_err(fail)?;
     if !ports.is_empty() && a.network != "bridge" {
@@ -171,32 +172,20 @@ pub fn run(
     store
         .mount_rootfs(&rec, &dir.join("upper"), &dir.join("work"), &cleanup.rootfs)
         .map_err(|e| fail(e.to_string()))?;
-    let mut config = bundle_config(&image_config, &a, &id).map_err(fail)?;
+    let mut bundle = bundle_config(&image_config, &a, &id).map_err(fail)?;
     if a.network == "bridge" {
         let ns = crate::network::setup(&id, &dir, ports).map_err(fail)?;
-        if let Some(n) = config["linux"]["namespaces"].as_array_mut() {
-            n.push(json!({"type": "network", "path": ns}));
-        }
+        bundle.namespace(LinuxNamespaceType::Network, Some(ns));
     }
-    std::fs::write(
-        dir.join("config.json"),
-        serde_json::to_vec_pretty(&config).unwrap_or_default(),
-    )
-    .map_err(|e| fail(e.to_string()))?;
-    crate::exec_check::command_runs(&cleanup.rootfs, &config["process"])
+    let config = bundle.build().map_err(fail)?;
+    berth_bundle::write_config(&dir, &config).map_err(|e| fail(e.to_string()))?;
+    crate::exec_check::command_runs(&cleanup.rootfs, &bundle.args, &bundle.env, &bundle.cwd)
         .map_err(|(m, code)| Failed(m, code))?;
     crate::containers::Record {
         id: id.clone(),
         name,
         image: a.image.clone(),
-        command: config["process"]["args"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        command: bundle.args.clone(),
         created: crate::containers::now_secs(),
         detached: a.detach,
     }
@@ -289,39 +278,18 @@ fn parse_size(s: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("--memory {s:?}: use a size such as 64m or 1g"))
 }
 
-/// The OCI config for the container: the image's entrypoint, command, env,
-/// working directory and user, with the flags over them, and docker's defaults
-/// for capabilities, mounts and masked paths.
-pub fn bundle_config(image: &Value, a: &RunArgs, id: &str) -> Result<Value, String> {
-    let ic = &image["config"];
-    let strings = |v: &Value| {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(String::from))
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default()
-    };
-    let entrypoint = match &a.entrypoint {
-        Some(e) => vec![e.clone()],
-        None => strings(&ic["Entrypoint"]),
-    };
-    let cmd = if !a.command.is_empty() {
-        a.command.clone()
-    } else if a.entrypoint.is_some() {
-        Vec::new()
-    } else {
-        strings(&ic["Cmd"])
-    };
-    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
-    if args.is_empty() {
+/// The container's OCI config: the image's entrypoint, command, env, working
+/// directory and user, with the flags over them, and docker's defaults for
+/// capabilities, mounts, masked paths and seccomp (berth-bundle's).
+pub fn bundle_config(image: &Value, a: &RunArgs, id: &str) -> Result<Bundle, String> {
+    let img = ImageDefaults::of_image_config(image);
+    let mut b = Bundle::new("rootfs", a.privileged);
+    let entrypoint = a.entrypoint.clone().map(|e| vec![e]);
+    b.args = img.args(entrypoint.as_deref(), &a.command);
+    if b.args.is_empty() {
         return Err("the image has no entrypoint or command: give one after the image name".into());
     }
-    let mut env = strings(&ic["Env"]);
-    if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    }
+    b.env = img.env.clone();
     let mut from_files = Vec::new();
     for f in &a.env_file {
         let text =
@@ -334,34 +302,15 @@ pub fn bundle_config(image: &Value, a: &RunArgs, id: &str) -> Result<Value, Stri
         );
     }
     for e in from_files.iter().chain(&a.env) {
-        let key = e.split('=').next().unwrap_or_default();
-        env.retain(|x| x.split('=').next() != Some(key));
-        env.push(if e.contains('=') {
+        b.set_env(if e.contains('=') {
             e.clone()
         } else {
             format!("{e}=")
         });
     }
-    let cwd = a
-        .workdir
-        .clone()
-        .or_else(|| {
-            ic["WorkingDir"]
-                .as_str()
-                .filter(|w| !w.is_empty())
-                .map(String::from)
-        })
-        .unwrap_or_else(|| "/".into());
-    let user = a
-        .user
-        .clone()
-        .or_else(|| {
-            ic["User"]
-                .as_str()
-                .filter(|u| !u.is_empty())
-                .map(String::from)
-        })
-        .unwrap_or_default();
+    b.default_path();
+    b.cwd = img.cwd(a.workdir.as_deref());
+    let user = a.user.clone().unwrap_or_else(|| img.user.clone());
     let (uid, gid) = match user.split_once(':') {
         Some((u, g)) => (u.to_string(), g.to_string()),
         None => (user.clone(), String::new()),
@@ -374,52 +323,32 @@ pub fn bundle_config(image: &Value, a: &RunArgs, id: &str) -> Result<Value, Stri
                 .map_err(|_| format!("user {what} {s:?}: berth run takes numeric ids so far"))
         }
     };
-    let caps = spec::capabilities(
-        Some(&berth_proto::v1::Capability {
-            add_capabilities: a.cap_add.clone(),
-            drop_capabilities: a.cap_drop.clone(),
-            ..Default::default()
-        }),
-        a.privileged,
-    )?;
-    let mut namespaces = vec![
-        json!({"type": "pid"}),
-        json!({"type": "ipc"}),
-        json!({"type": "uts"}),
-        json!({"type": "mount"}),
-        json!({"type": "cgroup"}),
-    ];
-    if a.network == "none" {
-        namespaces.push(json!({"type": "network"}));
+    b.user.uid = num(&uid, "id")?;
+    b.user.gid = num(&gid, "group")?;
+    b.capabilities = caps::resolve(&a.cap_add, &a.cap_drop, a.privileged)?;
+    b.terminal = a.tty;
+    b.readonly_rootfs = a.read_only;
+    b.hostname = Some(id[..id.len().min(12)].to_string());
+    b.cgroups_path = format!("/berth/{id}");
+    for kind in [
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Cgroup,
+    ] {
+        b.namespace(kind, None);
     }
-    // berthd's defaults, and a /dev/shm of the container's own.
-    let mut mounts = spec::default_mounts(a.privileged);
-    mounts.push(
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-                       "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
-    );
-    let mut spec = json!({
-        "ociVersion": "1.2.0",
-        "process": {
-            "terminal": a.tty,
-            "user": {"uid": num(&uid, "id")?, "gid": num(&gid, "group")?},
-            "args": args,
-            "env": env,
-            "cwd": cwd,
-            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "noNewPrivileges": false
-        },
-        "root": {"path": "rootfs", "readonly": a.read_only},
-        "hostname": &id[..id.len().min(12)],
-        "mounts": mounts,
-        "linux": {
-            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
-            "cgroupsPath": format!("/berth/{id}"),
-            "namespaces": namespaces,
-            "maskedPaths": spec::DEFAULT_MASKED,
-            "readonlyPaths": spec::DEFAULT_READONLY
-        }
-    });
+    if a.network == "none" {
+        b.namespace(LinuxNamespaceType::Network, None);
+    }
+    // A /dev/shm of the container's own.
+    b.mounts.push(mounts::mount(
+        "/dev/shm",
+        "tmpfs",
+        "shm",
+        &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+    ));
     for v in &a.volumes {
         let parts: Vec<&str> = v.split(':').collect();
         let (host, ctr, ro) = match parts.as_slice() {
@@ -434,30 +363,27 @@ pub fn bundle_config(image: &Value, a: &RunArgs, id: &str) -> Result<Value, Stri
         if !Path::new(host).exists() {
             return Err(format!("-v {v:?}: {host} does not exist"));
         }
-        if let Some(m) = spec["mounts"].as_array_mut() {
-            m.push(json!({"destination": ctr, "type": "bind", "source": host,
-                          "options": ["rbind", "rprivate", if ro { "ro" } else { "rw" }]}));
-        }
+        b.mounts.push(mounts::bind(
+            host,
+            ctr,
+            &["rbind", "rprivate", if ro { "ro" } else { "rw" }],
+        ));
     }
     if let Some(m) = &a.memory {
-        spec["linux"]["resources"]["memory"] = json!({"limit": parse_size(m)?});
+        let mut mem = LinuxMemory::default();
+        mem.set_limit(Some(parse_size(m)?));
+        b.resources.set_memory(Some(mem));
     }
     if let Some(c) = a.cpus {
         if c <= 0.0 {
             return Err(format!("--cpus {c}: give a positive number"));
         }
-        spec["linux"]["resources"]["cpu"] =
-            json!({"quota": (c * 100_000.0) as i64, "period": 100_000});
+        let mut cpu = LinuxCpu::default();
+        cpu.set_quota(Some((c * 100_000.0) as i64))
+            .set_period(Some(100_000));
+        b.resources.set_cpu(Some(cpu));
     }
-    if a.privileged {
-        spec["linux"]["maskedPaths"] = json!([]);
-        spec["linux"]["readonlyPaths"] = json!([]);
-        spec["linux"]["resources"]["devices"] = json!([{"allow": true, "access": "rwm"}]);
-    } else {
-        // Secure by default: the default seccomp profile.
-        spec["linux"]["seccomp"] = berth_cri::seccomp::default_profile(&caps);
-    }
-    Ok(spec)
+    Ok(b)
 }
 
 #[cfg(test)]
@@ -493,19 +419,24 @@ mod tests {
 
     #[test]
     fn image_config_and_flags_merge_as_docker_does() {
+        use serde_json::json;
+        let spec = |image: &Value, a: &RunArgs| {
+            bundle_config(image, a, "abc")
+                .map(|b| serde_json::to_value(b.build().unwrap()).unwrap())
+        };
         let image = json!({"config": {"Entrypoint": ["/ep"], "Cmd": ["a", "b"], "Env": ["PATH=/bin", "B=2"], "WorkingDir": "/w", "User": "1000:50"}});
-        let c = bundle_config(&image, &args(&[]), "abc").unwrap();
+        let c = spec(&image, &args(&[])).unwrap();
         assert_eq!(c["process"]["args"], json!(["/ep", "a", "b"]));
         assert_eq!(c["process"]["env"], json!(["B=2", "A=1", "PATH=/x"]));
         assert_eq!(c["process"]["cwd"], "/w");
         assert_eq!(c["process"]["user"], json!({"uid": 1000, "gid": 50}));
-        let c = bundle_config(&image, &args(&["x"]), "abc").unwrap();
+        let c = spec(&image, &args(&["x"])).unwrap();
         assert_eq!(
             c["process"]["args"],
             json!(["/ep", "x"]),
             "the command replaces Cmd, not the entrypoint"
         );
-        assert!(bundle_config(&json!({"config": {}}), &args(&[]), "abc").is_err());
+        assert!(spec(&json!({"config": {}}), &args(&[])).is_err());
         let caps = c["process"]["capabilities"]["bounding"].as_array().unwrap();
         assert!(caps.contains(&json!("CAP_NET_ADMIN")) && !caps.contains(&json!("CAP_CHOWN")));
         assert_eq!(c["linux"]["resources"]["memory"]["limit"], 64 << 20);

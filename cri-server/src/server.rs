@@ -30,8 +30,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let store = Arc::new(store);
     let daemon = crate::daemon::Daemon::new(config.clone(), store.clone());
-    crate::pods::install_pause(&daemon).context("installing the built-in pause")?;
-    daemon.recover().await;
+    crate::pod::install_pause(&daemon).context("installing the built-in pause")?;
+    crate::recovery::recover(&daemon).await;
     // Blobs and snapshots of a pull that died before its image record was written
     // belong to no image: collected here, before any new pull can start.
     let gc_store = store.clone();
@@ -54,8 +54,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 config.streaming_address
             )
         })?;
-    let runtime = crate::runtime_service::Runtime { daemon, streaming };
-    let images = crate::image_service::Images { store };
+    let runtime = crate::service::runtime::Runtime { daemon, streaming };
+    let images = crate::service::image::Images { store };
     let metrics = Arc::new(crate::metrics::Metrics::default());
     if !config.metrics_address.is_empty() {
         let (addr, m) = (config.metrics_address.clone(), metrics.clone());

@@ -2,7 +2,8 @@
 //! (usage less inactive file pages, as kubelet counts it), and the writable
 //! layer's size. Works on cgroup v1 (and hybrid) and v2 hosts.
 
-use crate::store::{ContainerRecord, now_ns};
+use crate::container::ContainerRecord;
+use crate::store::now_ns;
 use berth_proto::v1 as cri;
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,8 @@
-//! Durable records of pods and containers: one JSON file per object
-//! (`<root>/pods/<id>/pod.json`, `<root>/containers/<id>/container.json`), written
-//! atomically (temporary file, fsync, rename, fsync of the directory), so a crash
-//! at any instant leaves the old record or the new one, never a torn one.
+//! Durable records: one JSON file per object (`<root>/pods/<id>/pod.json`,
+//! `<root>/containers/<id>/container.json`), written atomically (temporary file,
+//! fsync, rename, fsync of the directory), so a crash at any instant leaves the
+//! old record or the new one, never a torn one. The record types are their
+//! objects' own (`pod::PodRecord`, `container::ContainerRecord`).
 //!
 //! The CRI configs are kept as their protobuf encoding (base64 in the JSON): every
 //! field kubelet gave comes back unchanged in statuses after a restart.
@@ -10,79 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// A container's life, the only states it can be in. `Creating` and `Removing`
-/// mark a call in progress: found at start-up they mean berthd died inside it, and
-/// recovery finishes (or undoes) the call.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub enum ContainerState {
-    Creating,
-    Created,
-    Running,
-    Exited,
-    /// The shim vanished without recording an exit.
-    Unknown,
-    Removing,
-}
-
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub enum PodState {
-    Creating,
-    Ready,
-    NotReady,
-    Removing,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PodRecord {
-    pub id: String,
-    pub state: PodState,
-    /// `PodSandboxConfig`, protobuf-encoded.
-    #[serde(with = "b64")]
-    pub config: Vec<u8>,
-    pub runtime_handler: String,
-    pub created_at: i64,
-    /// The pinned network namespace, absent with host networking.
-    pub netns: Option<PathBuf>,
-    /// IPs from the CNI result, first the primary.
-    pub ips: Vec<String>,
-    /// The CNI result of ADD, handed back to DEL.
-    pub cni_result: Option<serde_json::Value>,
-    /// The pause process's pid (it holds the IPC, UTS and PID namespaces).
-    pub pause_pid: i32,
-    pub cgroup_parent: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ContainerRecord {
-    pub id: String,
-    pub pod_id: String,
-    pub state: ContainerState,
-    /// `ContainerConfig`, protobuf-encoded.
-    #[serde(with = "b64")]
-    pub config: Vec<u8>,
-    /// The image's ID (its config digest) and the digest reference it came from.
-    pub image_id: String,
-    pub image_ref: String,
-    pub log_path: String,
-    pub created_at: i64,
-    pub started_at: i64,
-    pub finished_at: i64,
-    pub exit_code: i32,
-    pub oom_killed: bool,
-    pub reason: String,
-    pub message: String,
-    pub pid: i32,
-    pub stop_signal: i32,
-    pub cgroups_path: String,
-    /// The process's user as the bundle has it: uid, gid, supplemental groups.
-    pub user: (u32, u32, Vec<u32>),
-    /// Host paths berthd bound onto themselves as shared mounts for this
-    /// container's propagating volumes; unmounted when it is removed.
-    #[serde(default)]
-    pub shared_binds: Vec<String>,
-}
-
-mod b64 {
+pub mod b64 {
     use base64::Engine;
     use serde::{Deserialize, Deserializer, Serializer};
     pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -144,14 +73,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-pub fn save_pod(paths: &Paths, p: &PodRecord) -> std::io::Result<()> {
-    let json = serde_json::to_vec_pretty(p).map_err(std::io::Error::other)?;
-    write_atomic(&paths.pod_dir(&p.id).join("pod.json"), &json)
-}
-
-pub fn save_container(paths: &Paths, c: &ContainerRecord) -> std::io::Result<()> {
-    let json = serde_json::to_vec_pretty(c).map_err(std::io::Error::other)?;
-    write_atomic(&paths.container_dir(&c.id).join("container.json"), &json)
+/// Writes a record as `file` in its object's directory, atomically.
+pub fn save<T: Serialize>(dir: &Path, file: &str, rec: &T) -> std::io::Result<()> {
+    let json = serde_json::to_vec_pretty(rec).map_err(std::io::Error::other)?;
+    write_atomic(&dir.join(file), &json)
 }
 
 /// Every record found under `<root>/<kind>/*/<file>`, and the directories that
@@ -212,6 +137,14 @@ pub fn encode<M: prost::Message>(m: &M) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Rec {
+        id: String,
+        #[serde(with = "b64")]
+        config: Vec<u8>,
+        ips: Vec<String>,
+    }
+
     #[test]
     fn records_round_trip_and_strays_are_found() {
         let dir = tempfile::tempdir().unwrap();
@@ -219,26 +152,17 @@ mod tests {
             root: dir.path().into(),
             state: dir.path().join("s"),
         };
-        let rec = PodRecord {
+        let rec = Rec {
             id: new_id(),
-            state: PodState::Ready,
             config: vec![1, 2, 3, 250],
-            runtime_handler: String::new(),
-            created_at: now_ns(),
-            netns: None,
             ips: vec!["10.0.0.2".into()],
-            cni_result: None,
-            pause_pid: 7,
-            cgroup_parent: "/berth".into(),
         };
-        save_pod(&paths, &rec).unwrap();
+        save(&paths.pod_dir(&rec.id), "pod.json", &rec).unwrap();
         std::fs::create_dir_all(paths.pod_dir("half-made")).unwrap();
-        let (found, strays): (Vec<PodRecord>, _) = load_all(dir.path(), "pods", "pod.json");
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].config, vec![1, 2, 3, 250]);
-        assert_eq!(found[0].ips, rec.ips);
+        let (found, strays): (Vec<Rec>, _) = load_all(dir.path(), "pods", "pod.json");
+        assert_eq!(found, vec![rec]);
         assert_eq!(strays, vec![paths.pod_dir("half-made")]);
-        assert_eq!(rec.id.len(), 64);
+        assert_eq!(new_id().len(), 64);
         assert_ne!(new_id(), new_id());
     }
 }

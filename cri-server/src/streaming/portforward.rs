@@ -11,7 +11,7 @@
 
 use super::spdy::{self, Event};
 use crate::daemon::Daemon;
-use crate::store::PodState;
+use crate::pod::PodState;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;

@@ -15,7 +15,7 @@ use super::Request;
 use super::attach::{AttachSocket, Input, Output, parse_resizes};
 use super::spdy::{self, Event};
 use crate::daemon::Daemon;
-use crate::{containers, shim, store};
+use crate::{container, shim, store};
 use futures_util::{SinkExt, StreamExt};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -97,13 +97,17 @@ impl Target {
                 stdin,
                 ..
             } => {
-                let c =
-                    containers::running(d, container_id).map_err(|s| s.message().to_string())?;
+                let c = container::running(d, container_id).map_err(|s| s.message().to_string())?;
                 let id = c.get().id;
-                let mut process = containers::exec_process(d, &id, cmd, *tty)
+                let mut process = container::exec_process(d, &id, cmd, *tty)
                     .map_err(|s| s.message().to_string())?;
                 if let (true, Some((rows, cols))) = (*tty, size) {
-                    process["consoleSize"] = serde_json::json!({"height": rows, "width": cols});
+                    let size = berth_bundle::oci::BoxBuilder::default()
+                        .height(rows as u64)
+                        .width(cols as u64)
+                        .build()
+                        .map_err(|e| e.to_string())?;
+                    process.set_console_size(Some(size));
                 }
                 let dir = d.paths.state.join("execs").join(store::new_id());
                 std::fs::create_dir_all(&dir)
@@ -130,8 +134,7 @@ impl Target {
                 })
             }
             Request::Attach { container_id, .. } => {
-                let c =
-                    containers::running(d, container_id).map_err(|s| s.message().to_string())?;
+                let c = container::running(d, container_id).map_err(|s| s.message().to_string())?;
                 Ok(Target {
                     socket: d.paths.shim_dir(&c.get().id).join("attach.sock"),
                     exec_dir: None,

@@ -2,10 +2,10 @@
 //! `pods` or `containers`; Exec, Attach and PortForward return a URL on the
 //! streaming server. The metrics calls answer Unimplemented (the generated default).
 
-use crate::containers;
+use crate::container::{self, ContainerState};
 use crate::daemon::{Daemon, lock};
-use crate::pods;
-use crate::store::{self, ContainerState};
+use crate::pod::{self, PodState};
+use crate::store;
 use berth_proto::v1::runtime_service_server::RuntimeService;
 use berth_proto::v1::*;
 use std::sync::Arc;
@@ -58,7 +58,7 @@ impl RuntimeService for Runtime {
             .ok_or_else(|| Status::invalid_argument("config is missing"))?;
         let d = self.daemon.clone();
         let pod_sandbox_id =
-            to_completion(async move { pods::run(&d, config, req.runtime_handler).await }).await?;
+            to_completion(async move { pod::run(&d, config, req.runtime_handler).await }).await?;
         ok(RunPodSandboxResponse { pod_sandbox_id })
     }
 
@@ -67,7 +67,7 @@ impl RuntimeService for Runtime {
         req: Request<StopPodSandboxRequest>,
     ) -> Result<Response<StopPodSandboxResponse>, Status> {
         let (d, id) = (self.daemon.clone(), req.into_inner().pod_sandbox_id);
-        match to_completion(async move { pods::stop(&d, &id).await }).await {
+        match to_completion(async move { pod::stop(&d, &id).await }).await {
             // Stopping a pod that is gone is not an error (kubelet retries).
             Err(s) if s.code() == tonic::Code::NotFound => ok(StopPodSandboxResponse {}),
             r => r.map(|_| Response::new(StopPodSandboxResponse {})),
@@ -79,7 +79,7 @@ impl RuntimeService for Runtime {
         req: Request<RemovePodSandboxRequest>,
     ) -> Result<Response<RemovePodSandboxResponse>, Status> {
         let (d, id) = (self.daemon.clone(), req.into_inner().pod_sandbox_id);
-        to_completion(async move { pods::remove(&d, &id).await }).await?;
+        to_completion(async move { pod::remove(&d, &id).await }).await?;
         ok(RemovePodSandboxResponse {})
     }
 
@@ -94,12 +94,12 @@ impl RuntimeService for Runtime {
             .daemon
             .pod_containers(&rec.id)
             .iter()
-            .map(|c| containers::status_of(&c.get()))
+            .map(|c| container::status_of(&c.get()))
             .collect();
         ok(PodSandboxStatusResponse {
-            status: Some(pods::status_of(&rec)),
+            status: Some(pod::status_of(&rec)),
             info: if req.verbose {
-                pods::verbose_info(&rec)
+                pod::verbose_info(&rec)
             } else {
                 Default::default()
             },
@@ -116,9 +116,9 @@ impl RuntimeService for Runtime {
         let pods: Vec<_> = lock(&self.daemon.pods).values().map(|p| p.get()).collect();
         let items = pods
             .iter()
-            .filter(|p| pods::matches(p, &filter))
+            .filter(|p| pod::matches(p, &filter))
             .map(|p| {
-                let s = pods::status_of(p);
+                let s = pod::status_of(p);
                 PodSandbox {
                     id: s.id,
                     metadata: s.metadata,
@@ -143,7 +143,7 @@ impl RuntimeService for Runtime {
             .ok_or_else(|| Status::invalid_argument("config is missing"))?;
         let d = self.daemon.clone();
         let container_id = to_completion(async move {
-            containers::create(&d, &req.pod_sandbox_id, config, req.sandbox_config).await
+            container::create(&d, &req.pod_sandbox_id, config, req.sandbox_config).await
         })
         .await?;
         ok(CreateContainerResponse { container_id })
@@ -154,7 +154,7 @@ impl RuntimeService for Runtime {
         req: Request<StartContainerRequest>,
     ) -> Result<Response<StartContainerResponse>, Status> {
         let (d, id) = (self.daemon.clone(), req.into_inner().container_id);
-        to_completion(async move { containers::start(&d, &id).await }).await?;
+        to_completion(async move { container::start(&d, &id).await }).await?;
         ok(StartContainerResponse {})
     }
 
@@ -164,7 +164,7 @@ impl RuntimeService for Runtime {
     ) -> Result<Response<StopContainerResponse>, Status> {
         let req = req.into_inner();
         let d = self.daemon.clone();
-        let stop = async move { containers::stop(&d, &req.container_id, req.timeout).await };
+        let stop = async move { container::stop(&d, &req.container_id, req.timeout).await };
         match to_completion(stop).await {
             // Stopping a container that is gone is not an error (the CRI's idempotence).
             Err(s) if s.code() == tonic::Code::NotFound => ok(StopContainerResponse {}),
@@ -177,7 +177,7 @@ impl RuntimeService for Runtime {
         req: Request<RemoveContainerRequest>,
     ) -> Result<Response<RemoveContainerResponse>, Status> {
         let (d, id) = (self.daemon.clone(), req.into_inner().container_id);
-        to_completion(async move { containers::remove(&d, &id).await }).await?;
+        to_completion(async move { container::remove(&d, &id).await }).await?;
         ok(RemoveContainerResponse {})
     }
 
@@ -192,8 +192,8 @@ impl RuntimeService for Runtime {
             .collect();
         let containers = all
             .iter()
-            .filter(|c| containers::matches(c, &filter))
-            .map(containers::to_cri)
+            .filter(|c| container::matches(c, &filter))
+            .map(container::to_cri)
             .collect();
         ok(ListContainersResponse { containers })
     }
@@ -216,7 +216,7 @@ impl RuntimeService for Runtime {
             info.insert("info".to_string(), v.to_string());
         }
         ok(ContainerStatusResponse {
-            status: Some(containers::status_of(&rec)),
+            status: Some(container::status_of(&rec)),
             info,
         })
     }
@@ -230,10 +230,8 @@ impl RuntimeService for Runtime {
             .linux
             .ok_or_else(|| Status::invalid_argument("linux resources are missing"))?;
         let d = self.daemon.clone();
-        to_completion(
-            async move { containers::update_resources(&d, &req.container_id, res).await },
-        )
-        .await?;
+        to_completion(async move { container::update_resources(&d, &req.container_id, res).await })
+            .await?;
         ok(UpdateContainerResourcesResponse {})
     }
 
@@ -241,7 +239,7 @@ impl RuntimeService for Runtime {
         &self,
         req: Request<ReopenContainerLogRequest>,
     ) -> Result<Response<ReopenContainerLogResponse>, Status> {
-        containers::reopen_log(&self.daemon, &req.into_inner().container_id).await?;
+        container::reopen_log(&self.daemon, &req.into_inner().container_id).await?;
         ok(ReopenContainerLogResponse {})
     }
 
@@ -250,7 +248,7 @@ impl RuntimeService for Runtime {
         req: Request<ExecSyncRequest>,
     ) -> Result<Response<ExecSyncResponse>, Status> {
         let req = req.into_inner();
-        ok(containers::exec_sync(&self.daemon, &req.container_id, req.cmd, req.timeout).await?)
+        ok(container::exec_sync(&self.daemon, &req.container_id, req.cmd, req.timeout).await?)
     }
 
     async fn exec(&self, req: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
@@ -261,7 +259,7 @@ impl RuntimeService for Runtime {
             ));
         }
         check_streams(r.stdin, r.stdout, r.stderr, r.tty)?;
-        let c = containers::running(&self.daemon, &r.container_id)?;
+        let c = container::running(&self.daemon, &r.container_id)?;
         let url = self.streaming.url(crate::streaming::Request::Exec {
             container_id: c.get().id,
             cmd: r.cmd,
@@ -279,7 +277,7 @@ impl RuntimeService for Runtime {
     ) -> Result<Response<AttachResponse>, Status> {
         let r = req.into_inner();
         check_streams(r.stdin, r.stdout, r.stderr, r.tty)?;
-        let c = containers::running(&self.daemon, &r.container_id)?.get();
+        let c = container::running(&self.daemon, &r.container_id)?.get();
         let config: ContainerConfig = store::decode(&c.config);
         let url = self.streaming.url(crate::streaming::Request::Attach {
             stdin_once: config.stdin_once,
@@ -298,7 +296,7 @@ impl RuntimeService for Runtime {
     ) -> Result<Response<PortForwardResponse>, Status> {
         let r = req.into_inner();
         let pod = self.daemon.pod(&r.pod_sandbox_id)?.get();
-        if pod.state != store::PodState::Ready {
+        if pod.state != PodState::Ready {
             return Err(Status::failed_precondition(format!(
                 "pod sandbox {} is not ready",
                 pod.id
@@ -337,7 +335,7 @@ impl RuntimeService for Runtime {
             .collect();
         let stats = all
             .iter()
-            .filter(|c| c.state == ContainerState::Running && containers::matches(c, &filter))
+            .filter(|c| c.state == ContainerState::Running && container::matches(c, &filter))
             .map(|c| self.container_stats_of(c))
             .collect();
         ok(ListContainerStatsResponse { stats })
@@ -366,7 +364,7 @@ impl RuntimeService for Runtime {
         };
         let stats = pods
             .iter()
-            .filter(|p| p.state == store::PodState::Ready && pods::matches(p, &filter))
+            .filter(|p| p.state == PodState::Ready && pod::matches(p, &filter))
             .map(|p| self.pod_stats_of(p))
             .collect();
         ok(ListPodSandboxStatsResponse { stats })
@@ -483,7 +481,7 @@ fn check_streams(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> Result<(
 }
 
 impl Runtime {
-    fn container_stats_of(&self, rec: &store::ContainerRecord) -> ContainerStats {
+    fn container_stats_of(&self, rec: &container::ContainerRecord) -> ContainerStats {
         let dir = self.daemon.paths.container_dir(&rec.id);
         crate::stats::container(
             rec,
@@ -492,7 +490,7 @@ impl Runtime {
         )
     }
 
-    fn pod_stats_of(&self, pod: &store::PodRecord) -> PodSandboxStats {
+    fn pod_stats_of(&self, pod: &pod::PodRecord) -> PodSandboxStats {
         let config: PodSandboxConfig = store::decode(&pod.config);
         let containers: Vec<ContainerStats> = self
             .daemon

@@ -5,6 +5,7 @@
 //! pod's lo is brought up by the `loopback` plugin first. ADD's result is kept
 //! with the pod so DEL gets exactly what ADD returned.
 
+use crate::ports::{Dns, PortMapping};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
@@ -16,8 +17,8 @@ pub struct Attachment {
     pub pod_namespace: String,
     pub pod_uid: String,
     /// `runtimeConfig` values offered to plugins that declare the capability.
-    pub port_mappings: Vec<Value>,
-    pub dns: Option<Value>,
+    pub port_mappings: Vec<PortMapping>,
+    pub dns: Option<Dns>,
     pub bandwidth: Option<Value>,
     pub pod_cidr: Option<String>,
 }
@@ -243,7 +244,7 @@ pub fn plugin_config(
     if caps["dns"].as_bool() == Some(true)
         && let Some(d) = &a.dns
     {
-        rc.insert("dns".into(), d.clone());
+        rc.insert("dns".into(), json!(d));
     }
     if caps["bandwidth"].as_bool() == Some(true)
         && let Some(b) = &a.bandwidth
@@ -287,8 +288,11 @@ mod tests {
             file: PathBuf::new(),
         };
         let a = Attachment {
-            port_mappings: vec![json!({"hostPort": 8080, "containerPort": 80, "protocol": "tcp"})],
-            dns: Some(json!({"servers": ["10.0.0.10"]})),
+            port_mappings: vec![crate::PortMapping::parse("8080:80").unwrap()],
+            dns: Some(crate::Dns {
+                servers: vec!["10.0.0.10".into()],
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let portmap = json!({"type": "portmap", "capabilities": {"portMappings": true}});
