@@ -190,13 +190,17 @@ impl Container {
                 .copied()
                 .collect::<oci_spec::runtime::Capabilities>()
         };
-        let capabilities = LinuxCapabilitiesBuilder::default()
+        let mut capabilities = LinuxCapabilitiesBuilder::default()
             .bounding(set(&self.capabilities))
             .effective(set(&self.capabilities))
             .permitted(set(&self.capabilities))
             .ambient(set(&self.ambient))
             .build()
             .map_err(err)?;
+        // The builder's default would give every process three inheritable
+        // capabilities; containerd and CRI-O give none (CVE-2022-24769), and a
+        // pause with an empty bounding set could not even be started with them.
+        capabilities.set_inheritable(None);
         let mut user = UserBuilder::default()
             .uid(self.user.uid)
             .gid(self.user.gid)
@@ -318,6 +322,10 @@ mod tests {
         assert_eq!(bounding.len(), caps::DEFAULT.len());
         assert!(bounding.contains(&Value::from("CAP_CHOWN")));
         assert!(!bounding.contains(&Value::from("CAP_SYS_ADMIN")));
+        assert!(
+            v["process"]["capabilities"].get("inheritable").is_none(),
+            "no inheritable capabilities: {v}"
+        );
         let mounts: Vec<&str> = v["mounts"]
             .as_array()
             .unwrap()
