@@ -213,24 +213,38 @@ fn create_with_console(
         .unified()
         .and_then(|p| sys::open(p, libc::O_PATH | libc::O_DIRECTORY).ok());
     // Joining a user namespace by path, the new namespaces must belong to it, not
-    // to the host's: the init unshares them once it has joined (all but the pid
-    // namespace, which only a clone can put the init in).
+    // to the host's: the init unshares them once it has joined, all but the pid
+    // namespace, which only a clone can put the init in: a helper in the joined
+    // user namespace makes it and clones the init there (`fork_into_new_pid_ns`).
     let (clone_flags, unshare_after_join) = if plan.joins(LinuxNamespaceType::User) {
-        (
-            plan.clone_flags & libc::CLONE_NEWPID,
-            plan.clone_flags & !libc::CLONE_NEWPID,
-        )
+        (0, plan.clone_flags & !libc::CLONE_NEWPID)
     } else {
         (plan.clone_flags, 0)
     };
+    let user_for_pid_ns = ns_fds
+        .iter()
+        .find(|(t, _)| plan.new_pid && *t == LinuxNamespaceType::User)
+        .map(|(_, fd)| fd);
+    let born_in_user = user_for_pid_ns.is_some();
     // execCPUAffinity.initial: this process's, inherited by the init until it
     // joins its cgroups.
     crate::process::initial_cpu_affinity(process)?;
-    // SAFETY: this process is single-threaded; the child only runs `init::main`.
-    let (pid, born_in_unified) = unsafe { sys::fork_into(clone_flags, unified.as_ref()) }
-        .map_err(|e| Error::sys("clone of container init", e))?;
+    let (pid, born_in_unified) = match user_for_pid_ns {
+        // SAFETY: this process is single-threaded; the helper only clones the
+        // init and exits, the init only runs `init::main`.
+        Some(user) => {
+            unsafe { namespaces::fork_into_new_pid_ns(user, clone_flags, unified.as_ref()) }?
+        }
+        // SAFETY: this process is single-threaded; the child only runs `init::main`.
+        None => unsafe { sys::fork_into(clone_flags, unified.as_ref()) }
+            .map_err(|e| Error::sys("clone of container init", e))?,
+    };
     if pid == 0 {
         drop(parent_sock);
+        if born_in_user {
+            // Born in the joined user namespace: joining it again would fail.
+            ns_fds.retain(|(t, _)| *t != LinuxNamespaceType::User);
+        }
         // The guard must see end of file when `create` dies, not when the init does.
         if let Some(fd) = rollback.guard.as_ref().and_then(Guard::raw_fd) {
             // SAFETY: closing this process's copy of the pipe; never used again here.

@@ -101,6 +101,83 @@ pub fn setns(fd: &OwnedFd, t: LinuxNamespaceType) -> Result<()> {
         .map_err(|e| Error::sys(format!("joining {t} namespace"), e))
 }
 
+/// `sys::fork_into` for a container that joins the user namespace behind `user`
+/// by path and gets a pid namespace of its own: the child is born pid 1 in a new
+/// pid namespace owned by that user namespace, and already in it.
+///
+/// A pid namespace belongs to the user namespace of the process that makes it,
+/// and the kernel lets a process mount proc only for a pid namespace its own user
+/// namespace owns; a clone from the runtime (in the host's user namespace) would
+/// give the container one its root cannot mount proc for. So a helper, forked
+/// here, joins the user namespace, unshares the pid namespace (which applies to
+/// its children) and clones the child with CLONE_PARENT: the child is the
+/// runtime's own, as `fork_into` makes it (waited for, killed by a rollback,
+/// parent-death signal from the runtime). The helper sends back the child's pid,
+/// exits and is reaped before this returns; it reaps nothing and outlives
+/// nothing (it dies with the runtime).
+///
+/// Returns (pid, whether it was born in `cgroup`); (0, _) in the child.
+///
+/// # Safety
+/// The caller must be single-threaded: the helper and the child are forks of it.
+pub unsafe fn fork_into_new_pid_ns(
+    user: &OwnedFd,
+    flags: libc::c_int,
+    cgroup: Option<&OwnedFd>,
+) -> Result<(i32, bool)> {
+    let (ours, theirs) = crate::sys::seqpacket_pair()?;
+    // SAFETY: single-threaded (the caller's promise); the helper runs the few
+    // calls below, then _exits.
+    let helper = unsafe { libc::fork() };
+    if helper < 0 {
+        return Err(Error::sys(
+            "fork of the pid namespace helper",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    if helper == 0 {
+        drop(ours);
+        // SAFETY: plain prctl: the helper does not outlive the runtime.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+        let cloned = setns(user, LinuxNamespaceType::User).and_then(|()| {
+            // SAFETY: plain flag argument.
+            crate::sys::check_int(unsafe { libc::unshare(libc::CLONE_NEWPID) }).map_err(|e| {
+                Error::sys(
+                    "unshare of the pid namespace in the joined user namespace",
+                    e,
+                )
+            })?;
+            // SAFETY: single-threaded, as above.
+            unsafe { crate::sys::fork_into(flags | libc::CLONE_PARENT, cgroup) }
+                .map_err(|e| Error::sys("clone of container init", e))
+        });
+        let reply = match cloned {
+            // The child: the caller's `pid == 0` branch goes on from here.
+            Ok((0, born)) => return Ok((0, born)),
+            Ok((pid, born)) => format!("P{pid} {}", u8::from(born)),
+            Err(e) => format!("E{e}"),
+        };
+        let _ = crate::sys::send(&theirs, reply.as_bytes());
+        // SAFETY: leaving without running this process's exit handlers.
+        unsafe { libc::_exit(0) };
+    }
+    drop(theirs);
+    let reply = crate::sys::recv(&ours);
+    let _ = crate::sys::waitpid(helper);
+    let reply = reply.map_err(|e| Error::sys("waiting for the pid namespace helper", e))?;
+    let text = String::from_utf8_lossy(reply.get(1..).unwrap_or_default()).into_owned();
+    match reply.first() {
+        Some(b'P') => text
+            .split_once(' ')
+            .and_then(|(pid, born)| Some((pid.parse().ok()?, born == "1")))
+            .ok_or_else(|| Error::Init(format!("the pid namespace helper said {text:?}"))),
+        Some(b'E') => Err(Error::Child(text)),
+        _ => Err(Error::Init(
+            "the pid namespace helper exited without an answer".into(),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

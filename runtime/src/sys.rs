@@ -368,8 +368,8 @@ struct CloneArgs {
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// A fork-like clone (the child continues on a copy of this stack) with `flags`
-/// (CLONE_NEW*). With `cgroup`, an fd of a cgroup2 directory, the child is born in
-/// that cgroup. Returns (pid, whether it was born in `cgroup`); 0 in the child.
+/// (CLONE_NEW*, CLONE_PARENT). With `cgroup`, an fd of a cgroup2 directory, the
+/// child is born in that cgroup. Returns (pid, whether it was born in `cgroup`); 0 in the child.
 ///
 /// # Safety
 /// The caller must be single-threaded: the child runs on a copy of this process.
@@ -380,7 +380,13 @@ pub unsafe fn fork_into(flags: libc::c_int, cgroup: Option<&OwnedFd>) -> io::Res
             pidfd: 0,
             child_tid: 0,
             parent_tid: 0,
-            exit_signal: libc::SIGCHLD as u64,
+            // A child of our parent (CLONE_PARENT) signals it as we would:
+            // clone3 takes no exit signal of its own then.
+            exit_signal: if flags & libc::CLONE_PARENT != 0 {
+                0
+            } else {
+                libc::SIGCHLD as u64
+            },
             stack: 0,
             stack_size: 0,
             tls: 0,

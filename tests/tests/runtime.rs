@@ -1,7 +1,7 @@
 //! berth-runtime end to end: real containers from the busybox test image, facts
 //! checked from inside (and from the host where the kernel keeps them).
 
-use berth_tests::{Bundle, Runtime, bin};
+use berth_tests::{Bundle, Runtime, bin, cgroup_dir};
 use serde_json::json;
 use std::path::Path;
 
@@ -618,6 +618,285 @@ fn user_namespace_maps_ids() {
         ["0", "100000", "65536", "0", "100000", "65536", "0"],
         "{out}"
     );
+}
+
+// ---- a pod with its own user namespace (kubelet's `hostUsers: false`) ----
+
+/// A pod's pause: a `sleep` in a new user namespace (ids mapped to 100000..),
+/// with its own pid, network, ipc and uts namespaces. Returns its id and pid.
+/// The name must be the test's own: the cgroup is named after it.
+fn userns_pause(rt: &Runtime, name: &str) -> (Bundle, String, i64) {
+    let mut b = Bundle::new("busybox", &["sleep", "1000"]);
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    let id = rt.run_detached(&b, name);
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    (b, id, pid)
+}
+
+/// A container of that pod, as the CRI asks for it: the pause's user, network,
+/// ipc and uts namespaces joined by path (the id mappings repeated, as
+/// containerd sends them), a mount and cgroup namespace of its own, and either
+/// a pid namespace of its own or the pause's.
+fn userns_member(pause: i64, args: &[&str], own_pid_ns: bool) -> Bundle {
+    let mut b = Bundle::new("busybox", args);
+    let by_path = |t: &str, f: &str| json!({"type": t, "path": format!("/proc/{pause}/ns/{f}")});
+    let pid = if own_pid_ns {
+        json!({"type": "pid"})
+    } else {
+        by_path("pid", "pid")
+    };
+    b.config["linux"]["namespaces"] = json!([
+        pid,
+        by_path("network", "net"),
+        by_path("ipc", "ipc"),
+        by_path("uts", "uts"),
+        {"type": "mount"},
+        {"type": "cgroup"},
+        by_path("user", "user"),
+    ]);
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["hostname"] = serde_json::Value::Null;
+    b
+}
+
+fn ns_of(pid: i64, ns: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{ns}"))
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+/// The inode of the user namespace that owns `pid`'s pid namespace
+/// (ioctl NS_GET_USERNS), beside the inode of `owner`'s user namespace.
+fn pid_ns_owner(pid: i64, owner: i64) -> (u64, u64) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::fs::MetadataExt;
+    const NS_GET_USERNS: libc::c_ulong = 0xb701;
+    let pidns = std::fs::File::open(format!("/proc/{pid}/ns/pid")).unwrap();
+    // SAFETY: an ioctl on an open namespace file; it returns a new fd or -1.
+    let fd = unsafe { libc::ioctl(pidns.as_raw_fd(), NS_GET_USERNS) };
+    assert!(
+        fd >= 0,
+        "NS_GET_USERNS: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: a fresh fd from the ioctl, owned here.
+    let userns = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let got = userns.metadata().unwrap().ino();
+    let want = std::fs::metadata(format!("/proc/{owner}/ns/user"))
+        .unwrap()
+        .ino();
+    (got, want)
+}
+
+/// Gap 5 of docs/kubernetes-gaps.md: a container that joins a user namespace by
+/// path and gets a pid namespace of its own must get one owned by the joined
+/// user namespace, or the kernel refuses its /proc mount. The process is pid 1,
+/// sees the pod's id mapping, and its pid namespace belongs to the pod's user
+/// namespace; exec joins that pid namespace; kill and delete work.
+#[test]
+fn joined_user_namespace_owns_the_new_pid_namespace() {
+    let rt = Runtime::new();
+    let (_pause_bundle, _pause, pause) = userns_pause(&rt, "userns-own-pid-pause");
+
+    let b = userns_member(
+        pause,
+        &[
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map /proc/self/gid_map; echo $$; readlink /proc/self/ns/user; echo /proc/[0-9]*",
+        ],
+        true,
+    );
+    let (code, out, err) = rt.run(&b, "userns-own-pid");
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    let words = |l: &str| l.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_eq!(words(lines[0]), "0 100000 65536", "{out}");
+    assert_eq!(words(lines[1]), "0 100000 65536", "{out}");
+    assert_eq!(lines[2], "1", "the process is pid 1: {out}");
+    assert_eq!(lines[3], ns_of(pause, "user"), "the pod's user namespace");
+    assert_eq!(lines[4], "/proc/1", "alone in its pid namespace: {out}");
+
+    // Parked and running: the state has the host pid, the pid namespace is new
+    // and owned by the pod's user namespace, exec lands in it.
+    let b = userns_member(pause, &["sleep", "1000"], true);
+    let id = rt.run_detached(&b, "userns-own-pid-d");
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    assert_eq!(
+        nspid.split_whitespace().collect::<Vec<_>>(),
+        ["NSpid:", &pid.to_string(), "1"],
+        "{nspid}"
+    );
+    assert_ne!(ns_of(pid, "pid"), ns_of(pause, "pid"));
+    assert_eq!(ns_of(pid, "user"), ns_of(pause, "user"));
+    assert_eq!(ns_of(pid, "net"), ns_of(pause, "net"));
+    let (owner, want) = pid_ns_owner(pid, pause);
+    assert_eq!(
+        owner, want,
+        "the pid namespace belongs to the pod's user namespace"
+    );
+    let out = rt.exec(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/pid; cat /proc/1/comm; cat /proc/self/uid_map",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], ns_of(pid, "pid"), "{text}");
+    assert_eq!(lines[1], "sleep", "{text}");
+    assert_eq!(words(lines[2]), "0 100000 65536", "{text}");
+    let out = rt.exec(&["kill", &id, "KILL"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    rt.wait_status(&id, "stopped");
+    let out = rt.exec(&["delete", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!rt.exec(&["state", &id]).status.success(), "deleted");
+    // The pause is untouched.
+    assert!(Path::new(&format!("/proc/{pause}")).exists());
+}
+
+/// The processes in `pause`'s user namespace other than the pause itself.
+fn others_in_userns_of(pause: i64) -> Vec<String> {
+    let user = ns_of(pause, "user");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i64>().ok())
+        .filter(|p| *p != pause)
+        .filter(|p| {
+            std::fs::read_link(format!("/proc/{p}/ns/user"))
+                .is_ok_and(|l| l.display().to_string() == user)
+        })
+        .map(|p| {
+            let cmd = std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            format!("{p} {}", cmd.replace('\0', " "))
+        })
+        .collect()
+}
+
+/// A create that fails (createRuntime hook) or is killed (SIGKILL during its
+/// prestart hook) while its init waits in the pod's user namespace and a pid
+/// namespace of its own: nothing is left, neither the init (killed by the
+/// rollback, or by its parent-death signal and the guard) nor the helper that
+/// made the pid namespace, nor the cgroup or the state.
+#[test]
+fn failed_or_killed_create_in_a_joined_user_namespace_leaves_nothing() {
+    let rt = Runtime::new();
+    let (_pause_bundle, _pause, pause) = userns_pause(&rt, "userns-gone-pause");
+
+    let mut b = userns_member(pause, &["true"], true);
+    b.config["hooks"] = json!({"createRuntime": [{"path": "/bin/false", "args": ["false"]}]});
+    let (code, _out, err) = rt.run(&b, "userns-gone-hook");
+    assert_ne!(code, 0);
+    assert!(err.contains("createRuntime hook /bin/false"), "{err}");
+    let id = format!("userns-gone-hook-{}", std::process::id());
+    assert!(!rt.root.path().join(&id).exists(), "state left behind");
+    assert!(!cgroup_dir("pids", &id).exists(), "cgroup left behind");
+    assert_eq!(others_in_userns_of(pause), Vec::<String>::new());
+
+    let mut b = userns_member(pause, &["true"], true);
+    let marker = b.path().join("in-hook");
+    let script = format!("echo $$ > {}; exec sleep 30", marker.display());
+    b.config["hooks"] = json!({"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", script]}]});
+    b.write();
+    let id = rt.id("userns-gone-killed");
+    let io = b.path().join("io");
+    let mut create = rt
+        .cmd()
+        .args(["create", "--bundle"])
+        .arg(b.path())
+        .arg(&id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&io).unwrap())
+        .stderr(std::fs::File::create(&io).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::read_to_string(&marker).map_or(true, |s| !s.ends_with('\n')) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "prestart hook never ran: {}",
+            std::fs::read_to_string(&io).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(others_in_userns_of(pause).len(), 1, "the waiting init");
+    create.kill().unwrap();
+    create.wait().unwrap();
+    let gone = || {
+        others_in_userns_of(pause).is_empty()
+            && !rt.root.path().join(&id).exists()
+            && !cgroup_dir("pids", &id).exists()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !gone() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The prestart hook ran beside create, on the host: end it.
+    if let Ok(pid) = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse::<i32>()
+    {
+        // SAFETY: plain kill.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert_eq!(others_in_userns_of(pause), Vec::<String>::new());
+    assert!(!rt.root.path().join(&id).exists(), "state left behind");
+    assert!(!cgroup_dir("pids", &id).exists(), "cgroup left behind");
+}
+
+/// The same pod with a shared process namespace: the container joins the
+/// pause's user and pid namespaces by path; /proc mounts and shows the pause
+/// as pid 1.
+#[test]
+fn joined_user_namespace_with_the_pause_pid_namespace() {
+    let rt = Runtime::new();
+    let (_pause_bundle, _pause, pause) = userns_pause(&rt, "userns-pause-pid-pause");
+    let b = userns_member(
+        pause,
+        &[
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map; cat /proc/1/comm; readlink /proc/self/ns/pid; readlink /proc/self/ns/user",
+        ],
+        false,
+    );
+    let (code, out, err) = rt.run(&b, "userns-pause-pid");
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"],
+        "{out}"
+    );
+    assert_eq!(lines[1], "sleep", "the pause is pid 1: {out}");
+    assert_eq!(lines[2], ns_of(pause, "pid"), "{out}");
+    assert_eq!(lines[3], ns_of(pause, "user"), "{out}");
 }
 
 #[test]
