@@ -64,7 +64,8 @@ async fn an_image_volume_shows_the_images_files_read_only() {
     let d = Berthd::with_network();
     let mut c = Cri::connect(&d).await;
     c.pull(BUSYBOX).await.unwrap();
-    c.pull(LAYERS).await.unwrap();
+    // What kubelet names the image by: the ID PullImage answered.
+    let layers_id = c.pull(LAYERS).await.unwrap();
     let (pod, pc) = pod(&d, &mut c, "imgvol").await;
     let id = c
         .create(
@@ -75,7 +76,7 @@ async fn an_image_volume_shows_the_images_files_read_only() {
                 vec![
                     // Three layers: an overlay with no upper layer.
                     image_mount("/vol", LAYERS, ""),
-                    image_mount("/sub", LAYERS, "data/replaced"),
+                    image_mount("/sub", &layers_id, "data/replaced"),
                     // One layer: a read-only bind of its snapshot.
                     image_mount("/bb", BUSYBOX, "etc"),
                 ],
@@ -130,7 +131,7 @@ async fn an_image_volume_shows_the_images_files_read_only() {
     let st = c.container_status(&id).await.unwrap();
     assert_eq!(st.mounts.len(), 3, "{:?}", st.mounts);
     let spec = st.mounts[1].image.clone().unwrap();
-    assert_eq!(spec.image, LAYERS);
+    assert_eq!(spec.image, layers_id, "the image as kubelet named it");
     assert!(
         spec.image_ref
             .starts_with("registry.berth.test/library/layers@sha256:"),
@@ -362,5 +363,50 @@ async fn image_volumes_survive_a_berthd_kill_and_are_removed_after_it() {
         assert_eq!(mounts_under(&dir), Vec::<String>::new(), "{id}");
         assert!(!d.root().join("pins").join(format!("{id}.json")).exists());
     }
+    c.remove_all().await;
+}
+
+#[tokio::test]
+async fn a_create_berthd_dies_in_leaves_no_volume_mounted_or_pinned() {
+    let mut d = Berthd::with_network();
+    let mut c = Cri::connect(&d).await;
+    c.pull(BUSYBOX).await.unwrap();
+    c.pull(LAYERS).await.unwrap();
+    let (pod, pc) = pod(&d, &mut c, "crash").await;
+    // Aborts after the volumes are mounted and the bundle written.
+    d.restart_env(&[("BERTH_CRASH_AT", "create:bundle")]);
+    let mut c = Cri::connect(&d).await;
+    let r = c
+        .create(
+            &pod,
+            &pc,
+            &sleeper("vol", vec![image_mount("/vol", LAYERS, "data")]),
+        )
+        .await;
+    assert!(r.is_err(), "berthd was to abort: {r:?}");
+    use std::os::unix::process::ExitStatusExt;
+    let st = d.wait_exit(std::time::Duration::from_secs(10));
+    assert_eq!(
+        st.and_then(|s| s.signal()),
+        Some(libc::SIGABRT),
+        "{}",
+        d.log()
+    );
+    assert_eq!(
+        mounts_under(&d.root().join("containers")).len(),
+        2,
+        "the rootfs and the volume were mounted"
+    );
+    d.restart();
+    let mut c = Cri::connect(&d).await;
+    assert!(c.containers().await.is_empty(), "the create was undone");
+    assert_eq!(
+        mounts_under(&d.root().join("containers")),
+        Vec::<String>::new()
+    );
+    let pins: Vec<_> = std::fs::read_dir(d.root().join("pins"))
+        .map(|r| r.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(pins.is_empty(), "pins left: {pins:?}");
     c.remove_all().await;
 }
