@@ -1,5 +1,6 @@
 //! Mounts berthd makes on the host for its objects: a pod's /dev/shm, shared
-//! binds under propagating volumes, and their removal.
+//! binds under propagating volumes, and their removal. (Image volumes are
+//! mounted by the image store: `container::image_volume`.)
 
 use std::path::Path;
 
@@ -78,6 +79,16 @@ pub fn ensure_shared(src: &Path) -> std::io::Result<Option<String>> {
         }
     }
     Ok(Some(src.to_string_lossy().to_string()))
+}
+
+/// Whether `path` is a mount point (mountinfo's view: a bind on the same
+/// filesystem has the same device, so stat cannot tell).
+pub fn is_mounted(path: &Path) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let p = path.to_string_lossy().replace(' ', "\\040");
+    info.lines()
+        .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
 }
 
 pub fn unmount_one(path: &Path) {

@@ -80,6 +80,11 @@ pub async fn recover(d: &Arc<Daemon>) {
                 let _ = obj.exited.send_replace(true);
             }
         }
+        // Image volumes whose mounts are gone (a reboot) are mounted again; a
+        // create or remove berthd died in is undone below, mounts and pins too.
+        if !matches!(c.state, ContainerState::Creating | ContainerState::Removing) {
+            container::image_volume::reestablish(d, &c.image_volumes, &c.id).await;
+        }
     }
     // Calls berthd died inside: a half-made object is undone, a half-removed
     // one removed; kubelet retries either.
@@ -145,6 +150,16 @@ async fn clean_orphans(d: &Daemon) {
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
             let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    // Pins of image volumes whose container is gone (berthd died between
+    // removing its directory and dropping the pins).
+    for holder in d.images.pin_holders() {
+        if !lock(&d.containers).contains_key(&holder) {
+            tracing::warn!(container = %holder, "dropping the image pins of a removed container");
+            if let Err(e) = d.images.unpin(&holder) {
+                tracing::error!(container = %holder, "dropping image pins: {e}");
+            }
         }
     }
     for e in std::fs::read_dir(d.paths.netns_dir())

@@ -1,5 +1,6 @@
 //! The one place where typed errors become gRPC statuses.
 
+use crate::container::VolumeError;
 use berth_image::ImageError;
 use tonic::Status;
 
@@ -26,6 +27,21 @@ pub fn image(e: ImageError) -> Status {
         | ImageError::Io { .. }
         | ImageError::Invalid { .. }
         | ImageError::AllHostsFailed { .. } => Status::internal(msg),
+    }
+}
+
+/// An image volume that could not be made: a missing image is NotFound, a
+/// sub-path that is not inside the image InvalidArgument, the store's failures
+/// as [`image`] maps them.
+pub fn image_volume(e: VolumeError) -> Status {
+    let msg = e.to_string();
+    match e {
+        VolumeError::ImageMissing { .. } => Status::not_found(msg),
+        VolumeError::SubPath { .. } => Status::invalid_argument(msg),
+        VolumeError::Image { error, .. } => {
+            let code = image(error).code();
+            Status::new(code, msg)
+        }
     }
 }
 

@@ -203,13 +203,59 @@ pub fn container_config(c: &cri::ContainerConfig) -> Checked {
     }
     for mount in &c.mounts {
         absolute("config.mounts.container_path", &mount.container_path)?;
-        absolute("config.mounts.host_path", &mount.host_path)?;
+        match image_of(mount) {
+            Some(image) => image_volume(mount, image)?,
+            None if !mount.image_sub_path.is_empty() => {
+                return Err(format!(
+                    "config.mounts.image_sub_path {:?} is set for {:?}, which mounts no image",
+                    mount.image_sub_path, mount.container_path
+                ));
+            }
+            None => absolute("config.mounts.host_path", &mount.host_path)?,
+        }
     }
     for d in &c.devices {
         absolute("config.devices.container_path", &d.container_path)?;
         absolute("config.devices.host_path", &d.host_path)?;
     }
     labels("config", &c.labels, &c.annotations)
+}
+
+/// The image a mount asks for (an image volume), if any.
+pub fn image_of(m: &cri::Mount) -> Option<&str> {
+    m.image
+        .as_ref()
+        .map(|i| i.image.as_str())
+        .filter(|i| !i.is_empty())
+}
+
+/// An image volume: no host path, and a sub-path that is relative and stays in
+/// the image by its names alone (symlinks are checked when it is resolved).
+fn image_volume(m: &cri::Mount, image: &str) -> Checked {
+    no_nul("config.mounts.image.image", image)?;
+    if !m.host_path.is_empty() {
+        return Err(format!(
+            "config.mounts for {:?} has both host_path {:?} and image {image:?}: one source only",
+            m.container_path, m.host_path
+        ));
+    }
+    sub_path(&m.image_sub_path)
+}
+
+/// `config.mounts.image_sub_path`: empty (the image's root) or a relative path
+/// with no `..` component.
+pub fn sub_path(p: &str) -> Checked {
+    let field = "config.mounts.image_sub_path";
+    no_nul(field, p)?;
+    if p.starts_with('/') {
+        return Err(format!(
+            "{field} {p:?} is absolute: it must be a path inside the image"
+        ));
+    }
+    if p.split('/').any(|c| c == "..") {
+        return Err(format!("{field} {p:?} leaves the image with '..'"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -316,6 +362,28 @@ mod tests {
         assert!(pod_config(&c).unwrap_err().contains("metadata is missing"));
     }
 
+    fn image_mount(sub: &str) -> cri::Mount {
+        cri::Mount {
+            container_path: "/vol".into(),
+            readonly: true,
+            image: Some(cri::ImageSpec {
+                image: "busybox".into(),
+                ..Default::default()
+            }),
+            image_sub_path: sub.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn image_volumes_need_no_host_path() {
+        for sub in ["", "etc", "usr/share/..x", "./bin"] {
+            let mut c = ctr();
+            c.mounts = vec![image_mount(sub)];
+            container_config(&c).unwrap_or_else(|e| panic!("{sub:?}: {e}"));
+        }
+    }
+
     #[test]
     fn bad_container_fields_are_named() {
         let cases: Vec<Case<cri::ContainerConfig>> = vec![
@@ -358,6 +426,37 @@ mod tests {
                         host_path: String::new(),
                         ..Default::default()
                     }]
+                }),
+            ),
+            (
+                "image_sub_path",
+                Box::new(|c| c.mounts = vec![image_mount("../../etc")]),
+            ),
+            (
+                "image_sub_path",
+                Box::new(|c| c.mounts = vec![image_mount("a/../../b")]),
+            ),
+            (
+                "image_sub_path",
+                Box::new(|c| c.mounts = vec![image_mount("/etc")]),
+            ),
+            (
+                "image_sub_path",
+                Box::new(|c| {
+                    c.mounts = vec![cri::Mount {
+                        container_path: "/x".into(),
+                        host_path: "/tmp".into(),
+                        image_sub_path: "etc".into(),
+                        ..Default::default()
+                    }]
+                }),
+            ),
+            (
+                "both host_path",
+                Box::new(|c| {
+                    let mut m = image_mount("");
+                    m.host_path = "/tmp".into();
+                    c.mounts = vec![m]
                 }),
             ),
         ];

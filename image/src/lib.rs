@@ -7,6 +7,7 @@
 //! - [`layered`]: the merged tree of a layer and its parents, paths resolved inside it
 //! - [`snapshot`]: snapshots by chain id; a container's overlay rootfs
 //! - [`metadata`]: image records and names, under a file lock
+//! - [`pins`]: images held by their users (image volumes) apart from their names
 //! - [`crash`]: debug-only crash points for the fault tests
 //!
 //! [`ImageStore`] ties them together; one store under one root directory is safe
@@ -18,6 +19,7 @@ pub mod layered;
 mod lockfile;
 pub mod metadata;
 mod overlay;
+pub mod pins;
 pub mod pull;
 pub mod reference;
 pub mod snapshot;
@@ -101,6 +103,7 @@ pub struct ImageStore {
     content: store::ContentStore,
     snapshots: snapshot::Snapshots,
     images: metadata::Images,
+    pins: pins::Pins,
     /// Snapshot directories being unpacked by this process.
     prepared: std::sync::Mutex<Vec<PathBuf>>,
 }
@@ -113,6 +116,7 @@ impl ImageStore {
             content: store::ContentStore::open(&config.root)?,
             snapshots: snapshot::Snapshots::open(&config.root)?,
             images: metadata::Images::open(&config.root),
+            pins: pins::Pins::open(&config.root),
             prepared: Default::default(),
             config,
         })
@@ -130,6 +134,27 @@ impl ImageStore {
     pub fn config_json(&self, rec: &ImageRecord) -> Result<serde_json::Value> {
         serde_json::from_slice(&self.content.read(&rec.id)?)
             .map_err(|e| ImageError::invalid(&rec.id, e.to_string()))
+    }
+
+    /// Resolves `name` as [`ImageStore::get`] does and pins the image for
+    /// `holder`: its blobs and snapshots outlive the removal of its names until
+    /// [`ImageStore::unpin`]. Done while no GC runs (`gc.lock` shared), so a GC
+    /// cannot free the image between the look-up and the pin.
+    pub fn pin(&self, holder: &str, name: &str) -> Result<ImageRecord> {
+        let _no_gc = lockfile::lock(&self.config.root.join("gc.lock"), false, true)?;
+        let rec = self.images.resolve(name)?;
+        self.pins.add(holder, &rec)?;
+        Ok(rec)
+    }
+
+    /// Drops every pin of `holder`; what only it kept goes at the next GC.
+    pub fn unpin(&self, holder: &str) -> Result<()> {
+        self.pins.remove(holder)
+    }
+
+    /// The holders that pin images.
+    pub fn pin_holders(&self) -> Vec<String> {
+        self.pins.holders()
     }
 
     /// Removes an image (or just one of its tags) and frees what nothing uses.
@@ -157,7 +182,9 @@ impl ImageStore {
     /// process or another sharing the store) is under way.
     pub fn gc(&self) -> Result<Collected> {
         let _no_pulls = lockfile::lock(&self.config.root.join("gc.lock"), true, true)?;
-        let images = self.images.list()?;
+        let mut images = self.images.list()?;
+        // Pinned images stay whole even once their names are gone.
+        images.extend(self.pins.all()?);
         let mut keep_blobs: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut keep_snaps = std::collections::HashSet::new();
         for i in &images {
@@ -244,6 +271,12 @@ impl ImageStore {
     ) -> Result<snapshot::RootfsKind> {
         self.snapshots
             .mount_rootfs(&rec.chain_ids, upper, work, target)
+    }
+
+    /// Mounts an image's layers read-only (no upper layer) at `target`: see
+    /// [`snapshot::Snapshots::mount_view`].
+    pub fn mount_view(&self, chain_ids: &[String], target: &Path) -> Result<snapshot::RootfsKind> {
+        self.snapshots.mount_view(chain_ids, target)
     }
 }
 

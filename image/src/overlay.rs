@@ -22,16 +22,80 @@ fn check(r: libc::c_long) -> io::Result<libc::c_long> {
 /// number of layers is not limited by the size of one mount option string; kernels
 /// without it get the classic mount(2).
 pub fn mount(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> io::Result<()> {
-    match mount_fsconfig(lowers, upper, work, target) {
+    match mount_fsconfig(lowers, Some((upper, work)), 0, target) {
         Ok(()) => Ok(()),
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EINVAL)) => {
-            mount_classic(lowers, upper, work, target)
+            mount_classic(lowers, Some((upper, work)), 0, target)
         }
         Err(e) => Err(e),
     }
 }
 
-fn mount_fsconfig(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> io::Result<()> {
+/// Mounts `lowers` (top first) read-only, nosuid and nodev on `target`, with no
+/// upper layer: nothing written through it can reach a layer. Overlayfs needs two
+/// lower layers when it has no upper one; a single layer is bound instead.
+pub fn mount_read_only(lowers: &[PathBuf], target: &Path) -> io::Result<()> {
+    const MOUNT_ATTR_RDONLY: u32 = 0x1;
+    const MOUNT_ATTR_NOSUID: u32 = 0x2;
+    const MOUNT_ATTR_NODEV: u32 = 0x4;
+    if let [only] = lowers {
+        return bind_read_only(only, target);
+    }
+    let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    match mount_fsconfig(lowers, None, attrs, target) {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EINVAL)) => {
+            mount_classic(
+                lowers,
+                None,
+                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+                target,
+            )
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Binds `src` on `target`, then makes that mount read-only, nosuid and nodev
+/// (a bind takes its flags only from a remount).
+pub fn bind_read_only(src: &Path, target: &Path) -> io::Result<()> {
+    let (s, t) = (c(src), c(target));
+    // SAFETY: mount(2) with valid C strings: a bind, then a remount of that bind.
+    check(unsafe {
+        libc::mount(
+            s.as_ptr(),
+            t.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    } as libc::c_long)?;
+    let flags =
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
+    // SAFETY: as above.
+    let r = check(unsafe {
+        libc::mount(
+            std::ptr::null(),
+            t.as_ptr(),
+            std::ptr::null(),
+            flags,
+            std::ptr::null(),
+        )
+    } as libc::c_long);
+    if let Err(e) = r {
+        // SAFETY: undoing the bind just made.
+        unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) };
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn mount_fsconfig(
+    lowers: &[PathBuf],
+    upper: Option<(&Path, &Path)>,
+    attrs: u32,
+    target: &Path,
+) -> io::Result<()> {
     const FSCONFIG_SET_STRING: libc::c_uint = 1;
     const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
     const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
@@ -55,8 +119,10 @@ fn mount_fsconfig(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) 
         for l in lowers {
             set(c"lowerdir+", &c(l))?;
         }
-        set(c"upperdir", &c(upper))?;
-        set(c"workdir", &c(work))?;
+        if let Some((upper, work)) = upper {
+            set(c"upperdir", &c(upper))?;
+            set(c"workdir", &c(work))?;
+        }
         // SAFETY: as above, creating the superblock.
         check(unsafe {
             libc::syscall(
@@ -69,7 +135,7 @@ fn mount_fsconfig(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) 
             )
         })?;
         // SAFETY: fsmount of the configured context, then move it into place.
-        let mnt = check(unsafe { libc::syscall(libc::SYS_fsmount, fs, 1u32, 0u32) })? as i32;
+        let mnt = check(unsafe { libc::syscall(libc::SYS_fsmount, fs, 1u32, attrs) })? as i32;
         let t = c(target);
         let r = check(unsafe {
             libc::syscall(
@@ -89,18 +155,26 @@ fn mount_fsconfig(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) 
     result
 }
 
-fn mount_classic(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> io::Result<()> {
+fn mount_classic(
+    lowers: &[PathBuf],
+    upper: Option<(&Path, &Path)>,
+    flags: libc::c_ulong,
+    target: &Path,
+) -> io::Result<()> {
     let lower = lowers
         .iter()
         .map(|l| l.display().to_string())
         .collect::<Vec<_>>()
         .join(":");
-    let data = CString::new(format!(
-        "lowerdir={lower},upperdir={},workdir={}",
-        upper.display(),
-        work.display()
-    ))
-    .unwrap_or_default();
+    let mut data = format!("lowerdir={lower}");
+    if let Some((upper, work)) = upper {
+        data.push_str(&format!(
+            ",upperdir={},workdir={}",
+            upper.display(),
+            work.display()
+        ));
+    }
+    let data = CString::new(data).unwrap_or_default();
     let t = c(target);
     // SAFETY: mount(2) with valid C strings.
     check(unsafe {
@@ -108,7 +182,7 @@ fn mount_classic(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -
             c"overlay".as_ptr(),
             t.as_ptr(),
             c"overlay".as_ptr(),
-            0,
+            flags,
             data.as_ptr().cast(),
         )
     } as libc::c_long)

@@ -173,6 +173,41 @@ impl Snapshots {
             Err(e) => Err(ImageError::io("mounting overlay rootfs at", target, e)),
         }
     }
+
+    /// Mounts the snapshots of `chain_ids` (bottom first) read-only at `target`
+    /// (created here), with no upper layer: an image's files as a volume. Where
+    /// overlayfs is missing, the layers are copied into `target`, which is then
+    /// bound read-only onto itself.
+    pub fn mount_view(&self, chain_ids: &[String], target: &Path) -> Result<RootfsKind> {
+        std::fs::create_dir_all(target).map_err(|e| ImageError::io("creating", target, e))?;
+        let lowers: Vec<PathBuf> = chain_ids
+            .iter()
+            .rev()
+            .map(|c| self.fs(c))
+            .collect::<Result<_>>()?;
+        if lowers.is_empty() {
+            return Err(ImageError::invalid(
+                "image view",
+                "an image without layers has no files to mount",
+            ));
+        }
+        if let Some(missing) = lowers.iter().find(|l| !l.is_dir()) {
+            return Err(ImageError::invalid(
+                "image view",
+                format!("snapshot {} is missing", missing.display()),
+            ));
+        }
+        match crate::overlay::mount_read_only(&lowers, target) {
+            Ok(()) => Ok(RootfsKind::Overlay),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {
+                crate::overlay::copy_layers(&lowers, target)
+                    .and_then(|()| crate::overlay::bind_read_only(target, target))
+                    .map_err(|e| ImageError::io("copying layers into", target, e))?;
+                Ok(RootfsKind::Copy)
+            }
+            Err(e) => Err(ImageError::io("mounting the image read-only at", target, e)),
+        }
+    }
 }
 
 /// How a rootfs was made.

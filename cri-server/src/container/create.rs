@@ -91,6 +91,7 @@ pub async fn create(
         cgroups_path: String::new(),
         user: (0, 0, Vec::new()),
         shared_binds: Vec::new(),
+        image_volumes: Vec::new(),
     };
     crash::point("create:begin");
     if let Err(e) = d.save_container(&rec) {
@@ -143,6 +144,7 @@ async fn build(
         .map_err(crate::status::join)?
         .map_err(crate::status::image)?;
     crash::point("create:mount");
+    super::image_volume::mount_all(d, obj, config).await?;
     let pod_dir = d.paths.pod_dir(&pod.id);
     let ctx = PodContext {
         id: &pod.id,
@@ -164,22 +166,30 @@ async fn build(
         Ok(target.pid)
     };
     let image_defaults = berth_bundle::ImageDefaults::of_image_config(image_config);
-    let mut built =
-        super::spec::container(&id, config, &image_defaults, &ctx, &rootfs, &target_pid).map_err(
-            |e| {
-                if e.starts_with("target container") {
-                    Status::failed_precondition(e)
-                } else {
-                    Status::invalid_argument(e)
-                }
-            },
-        )?;
+    let image_volumes = obj.get().image_volumes;
+    let mut built = super::spec::container(
+        &id,
+        config,
+        &image_defaults,
+        &ctx,
+        &rootfs,
+        &image_volumes,
+        &target_pid,
+    )
+    .map_err(|e| {
+        if e.starts_with("target container") {
+            Status::failed_precondition(e)
+        } else {
+            Status::invalid_argument(e)
+        }
+    })?;
     // Volumes that propagate need a shared mount under them on the host; on a host
     // whose mounts are private (no systemd), the source is bound onto itself and
     // made shared, for as long as the container exists.
     for m in &config.mounts {
         let p = cri::MountPropagation::try_from(m.propagation).unwrap_or_default();
-        if p != cri::MountPropagation::PropagationPrivate {
+        if p != cri::MountPropagation::PropagationPrivate && crate::validate::image_of(m).is_none()
+        {
             let bound = mounts::ensure_shared(std::path::Path::new(&m.host_path)).map_err(|e| {
                 Status::internal(format!("making {} a shared mount: {e}", m.host_path))
             })?;

@@ -137,6 +137,8 @@ pub async fn remove(d: &Arc<Daemon>, id: &str) -> Result<(), Status> {
         }
     }
     mounts::unmount_under(&dir);
+    // The image volumes' pins go once nothing of theirs is mounted.
+    super::image_volume::release(d, &rec.id, &rec.image_volumes).await?;
     crash::point("remove:unmounted");
     let _ = std::fs::remove_dir_all(d.paths.shim_dir(&rec.id));
     std::fs::remove_dir_all(&dir)

@@ -78,6 +78,31 @@ pub struct ContainerRecord {
     /// container's propagating volumes; unmounted when it is removed.
     #[serde(default)]
     pub shared_binds: Vec<String>,
+    /// Image volumes (CRI mounts naming an image), each recorded before it is
+    /// mounted; unmounted and unpinned when the container is removed.
+    #[serde(default)]
+    pub image_volumes: Vec<ImageVolume>,
+}
+
+/// One image volume: the mount kubelet asked for, the image it resolved to, and
+/// where berthd mounted that image's layers read-only.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ImageVolume {
+    /// The mount's index in the CRI config's `mounts`.
+    pub index: usize,
+    pub container_path: String,
+    /// The image as kubelet named it, its ID and its digest reference.
+    pub image: String,
+    pub image_id: String,
+    pub image_ref: String,
+    /// The image's snapshots, bottom first: enough to mount it again.
+    pub chain_ids: Vec<String>,
+    pub sub_path: String,
+    /// The read-only mount of the image's layers, under the container's directory.
+    pub mount_point: String,
+    /// What the container gets bound: `mount_point`, or the sub-path resolved
+    /// inside it; empty until it is mounted and resolved.
+    pub source: String,
 }
 
 /// A container's record after its shim ended; `ended`: it no longer runs (with

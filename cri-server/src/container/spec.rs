@@ -24,6 +24,7 @@ pub fn container(
     image: &ImageDefaults,
     pod: &PodContext,
     rootfs: &Path,
+    image_volumes: &[super::ImageVolume],
     target_pid: TargetPid,
 ) -> Result<Built, String> {
     let linux = c.linux.clone().unwrap_or_default();
@@ -156,12 +157,27 @@ pub fn container(
             ));
         }
     }
-    for m in &c.mounts {
+    for (index, m) in c.mounts.iter().enumerate() {
         if !m.container_path.starts_with('/') {
             return Err(format!(
                 "mount container_path {:?} must be absolute",
                 m.container_path
             ));
+        }
+        if crate::validate::image_of(m).is_some() {
+            // An image volume: the image's layers, mounted read-only by berthd,
+            // bound read-only, nosuid and nodev, never propagating, whatever
+            // the request says of readonly and propagation.
+            let v = image_volumes
+                .iter()
+                .find(|v| v.index == index && !v.source.is_empty())
+                .ok_or_else(|| format!("image volume {:?} is not mounted", m.container_path))?;
+            b.mounts.push(berth_bundle::mounts::bind(
+                &v.source,
+                &m.container_path,
+                &["rbind", "rprivate", "ro", "nosuid", "nodev"],
+            ));
+            continue;
         }
         if m.host_path.is_empty() {
             return Err(format!("mount for {:?} has no host_path", m.container_path));

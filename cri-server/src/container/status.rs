@@ -37,7 +37,7 @@ pub fn status_of(rec: &ContainerRecord) -> cri::ContainerStatus {
         message: rec.message.clone(),
         labels: config.labels.clone(),
         annotations: config.annotations.clone(),
-        mounts: config.mounts.clone(),
+        mounts: super::image_volume::status_mounts(&config, &rec.image_volumes),
         log_path: rec.log_path.clone(),
         resources: config
             .linux
