@@ -51,11 +51,6 @@ pub async fn mount_all(
             container_path: m.container_path.clone(),
             image: image.to_string(),
             image_id: rec.id.clone(),
-            image_ref: rec
-                .repo_digests
-                .first()
-                .cloned()
-                .unwrap_or_else(|| rec.id.clone()),
             chain_ids: rec.chain_ids.clone(),
             sub_path: m.image_sub_path.clone(),
             mount_point: dir.join(index.to_string()).to_string_lossy().into_owned(),
@@ -178,13 +173,14 @@ pub async fn reestablish(d: &Arc<Daemon>, volumes: &[ImageVolume], id: &str) {
     }
 }
 
-/// The CRI mounts of a status: an image volume's image spec gets the digest
-/// reference it resolved to.
+/// The CRI mounts of a status: an image volume's image spec gets, in
+/// `image_ref`, the ID of the image it resolved to: the value PullImage answered
+/// (KEP-5365; critest compares the two).
 pub fn status_mounts(config: &cri::ContainerConfig, volumes: &[ImageVolume]) -> Vec<cri::Mount> {
     let mut mounts = config.mounts.clone();
     for v in volumes {
         if let Some(spec) = mounts.get_mut(v.index).and_then(|m| m.image.as_mut()) {
-            spec.image_ref = v.image_ref.clone();
+            spec.image_ref = v.image_id.clone();
         }
     }
     mounts

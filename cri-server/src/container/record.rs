@@ -91,10 +91,9 @@ pub struct ImageVolume {
     /// The mount's index in the CRI config's `mounts`.
     pub index: usize,
     pub container_path: String,
-    /// The image as kubelet named it, its ID and its digest reference.
+    /// The image as kubelet named it, and its ID.
     pub image: String,
     pub image_id: String,
-    pub image_ref: String,
     /// The image's snapshots, bottom first: enough to mount it again.
     pub chain_ids: Vec<String>,
     pub sub_path: String,
