@@ -9,3 +9,9 @@ export BERTH_REGISTRY_PORT BERTH_REGISTRY_ADDR BERTH_REGISTRY_DIR BERTH_TESTIMAG
 
 die() { echo "error: $*" >&2; exit 1; }
 log() { echo "==> $*" >&2; }
+# Go (for hack/kubernetes/build.sh) from its own tarball lives in /usr/local/go,
+# which a non-login shell may not have on PATH.
+if [ -d /usr/local/go/bin ] && [[ ":$PATH:" != *:/usr/local/go/bin:* ]]; then
+    PATH=$PATH:/usr/local/go/bin
+fi
+export PATH

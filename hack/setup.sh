@@ -21,6 +21,7 @@ packages=(
     busybox-static docker-registry skopeo curl jq
     containernetworking-plugins iproute2 iptables util-linux procps
     runc crun containerd hyperfine time python3 apache2-utils
+    openssl conntrack
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -46,6 +47,12 @@ log "building release binaries"
 "$BERTH_ROOT_DIR/hack/build.sh"
 
 "$BERTH_ROOT_DIR/hack/testimages.sh" --if-missing
+
+# kubelet, the control plane, kubectl, etcd, crictl and critest, from the Go modules
+# pinned in hack/kubernetes/go.mod, for the test command's one-node cluster: built
+# once into /var/cache/berth/kubernetes and reused while the pins stay.
+log "building the Kubernetes tools (hack/kubernetes/build.sh; cached)"
+"$BERTH_ROOT_DIR/hack/kubernetes/build.sh" >/dev/null
 
 if [ "$demo" = 1 ]; then
     "$BERTH_ROOT_DIR/hack/demo.sh"

@@ -32,3 +32,32 @@ cargo test --workspace --no-fail-fast
 if [ "${BERTH_SKIP_FUZZ:-}" != 1 ]; then
     "$BERTH_ROOT_DIR/hack/fuzz.sh" --corpus-only
 fi
+
+# critest and the cluster run the release binaries (hack/build.sh rebuilds only
+# what changed since hack/setup.sh).
+if [ "${BERTH_SKIP_CRITEST:-}" != 1 ] || [ "${BERTH_SKIP_CLUSTER:-}" != 1 ]; then
+    log "release binaries for critest and the cluster"
+    "$BERTH_ROOT_DIR/hack/build.sh"
+fi
+
+# critest v1.37.0 (cri-tools' CRI validation suite, built from its Go module by
+# hack/kubernetes/build.sh) against a berthd of its own, and its streaming specs
+# over WebSocket.
+if [ "${BERTH_SKIP_CRITEST:-}" != 1 ]; then
+    "$BERTH_ROOT_DIR/hack/critest/run.sh"
+fi
+
+# Kubernetes on berth: kubelet 1.37 and its control plane, built from the Go
+# modules pinned in hack/kubernetes/go.mod (cached under /var/cache/berth), run
+# as a one-node cluster on loopback (hack/cluster.sh) with berthd as the node's
+# runtime; the checks go through kubectl (hack/kubernetes/test-cluster.sh), and
+# down leaves the host as it was, also when a check fails.
+if [ "${BERTH_SKIP_CLUSTER:-}" != 1 ]; then
+    log "the one-node Kubernetes cluster on berth"
+    "$BERTH_ROOT_DIR/hack/kubernetes/build.sh" >/dev/null
+    trap '"$BERTH_ROOT_DIR/hack/cluster.sh" down' EXIT
+    "$BERTH_ROOT_DIR/hack/cluster.sh" up
+    "$BERTH_ROOT_DIR/hack/kubernetes/test-cluster.sh"
+    trap - EXIT
+    "$BERTH_ROOT_DIR/hack/cluster.sh" down
+fi
