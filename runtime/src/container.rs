@@ -229,6 +229,20 @@ fn create_with_console(
     // execCPUAffinity.initial: this process's, inherited by the init until it
     // joins its cgroups.
     crate::process::initial_cpu_affinity(process)?;
+    // In a user namespace the init could not reach bind sources under host
+    // directories closed to others: their mounts are copied here, in the host's
+    // user namespace, and the init inherits the fds (`rootfs::BindSources`). A
+    // mount namespace joined by path resolves the sources in it, as before.
+    let bind_sources = if (plan.new_user || plan.joins(LinuxNamespaceType::User))
+        && !plan.joins(LinuxNamespaceType::Mount)
+    {
+        crate::rootfs::BindSources::open(
+            bundle.spec.mounts().as_deref().unwrap_or_default(),
+            &bundle.dir,
+        )?
+    } else {
+        crate::rootfs::BindSources::default()
+    };
     let (pid, born_in_unified) = match user_for_pid_ns {
         // SAFETY: this process is single-threaded; the helper only clones the
         // init and exits, the init only runs `init::main`.
@@ -262,9 +276,12 @@ fn create_with_console(
             no_pivot: opts.no_pivot,
             preserve_fds: opts.preserve_fds,
             sync: child_sock,
+            bind_sources,
         });
     }
     drop(child_sock);
+    // The init has its own copies of the detached mounts' fds.
+    drop(bind_sources);
     drop(console);
     rollback.pid = pid;
 

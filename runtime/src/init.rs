@@ -12,7 +12,7 @@ use crate::cgroups::Cgroup;
 use crate::error::{Error, Result};
 use crate::namespaces::{self, Plan};
 use crate::process::{self, CapPlan};
-use crate::rootfs::{self, RootfsPlan};
+use crate::rootfs::{self, BindSources, RootfsPlan};
 use crate::spec::Bundle;
 use crate::sys::{self, cstring};
 use oci_spec::runtime::LinuxNamespaceType;
@@ -36,11 +36,14 @@ pub struct Init<'a> {
     pub no_pivot: bool,
     pub preserve_fds: i32,
     pub sync: OwnedFd,
+    /// The bind mounts' sources, opened by `create` when the init is in a user
+    /// namespace (`rootfs::BindSources`); empty otherwise.
+    pub bind_sources: BindSources,
 }
 
 /// Runs the init sequence; never returns.
-pub fn main(init: Init) -> ! {
-    let err = match run(&init) {
+pub fn main(mut init: Init) -> ! {
+    let err = match run(&mut init) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -61,7 +64,7 @@ fn expect(sync: &OwnedFd, tag: u8) -> Result<Vec<u8>> {
     }
 }
 
-fn run(init: &Init) -> Result<std::convert::Infallible> {
+fn run(init: &mut Init) -> Result<std::convert::Infallible> {
     let spec = &init.bundle.spec;
     let process = spec.process().as_ref().expect("validated");
     let linux = spec.linux().as_ref().expect("validated");
@@ -155,7 +158,7 @@ fn run(init: &Init) -> Result<std::convert::Infallible> {
         cgroupns: init.ns.new_cgroup || init.ns.joins(LinuxNamespaceType::Cgroup),
         host_ns: crate::container::uses_host_mount_ns(spec),
     };
-    rootfs::prepare(&plan)?;
+    rootfs::prepare(&plan, std::mem::take(&mut init.bind_sources))?;
 
     let hooks = spec.hooks().as_ref();
     if hooks.is_some_and(|h| {

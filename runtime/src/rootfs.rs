@@ -8,7 +8,7 @@ use crate::mount_options::{self, MountOptions};
 use crate::sys::{self, cstring, fd_path};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount};
 use std::ffi::CStr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// The devices every container gets (as runc): (name, major, minor).
@@ -34,8 +34,78 @@ pub struct RootfsPlan<'a> {
     pub host_ns: bool,
 }
 
-/// Everything up to (not including) pivot_root.
-pub fn prepare(plan: &RootfsPlan) -> Result<()> {
+/// The sources of the bind mounts, opened by `create` before it clones an init
+/// that will be in a user namespace (`open`), one entry per mount of the config.
+///
+/// Such an init looks paths up as the user namespace's root, which the host sees
+/// as an unmapped user: a source under a directory only the host's root may
+/// traverse (kubelet's volumes, under root-owned 0750 directories) would be out
+/// of its reach. `create`, still in the host's user namespace, resolves each
+/// source as a bind mount would (symlinks followed, relative to the bundle) and
+/// makes a detached copy of the mount there with
+/// `open_tree(OPEN_TREE_CLONE)`, recursive for rbind; the init inherits the fds
+/// and attaches each copy at its destination with `move_mount` (a detached
+/// mount may be attached by a process with CAP_SYS_ADMIN in the user namespace
+/// owning the target mount namespace). A copy vanishes with its last fd: nothing
+/// is left when the init fails or the fds are closed.
+#[derive(Default)]
+pub struct BindSources(Vec<Option<OwnedFd>>);
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+
+impl BindSources {
+    /// Opens the source of each bind mount in `mounts`. A kernel without
+    /// open_tree (before 5.2) gets none: the init binds by path, as without a
+    /// user namespace.
+    pub fn open(mounts: &[Mount], bundle: &Path) -> Result<BindSources> {
+        let mut fds = Vec::with_capacity(mounts.len());
+        for m in mounts {
+            let opts = mount_options::parse(m.options().as_deref().unwrap_or_default());
+            if !(opts.is_bind() || m.typ().as_deref() == Some("bind")) {
+                fds.push(None);
+                continue;
+            }
+            let src = bind_source(bundle, m)?;
+            let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+            if opts.flags & libc::MS_REC != 0 {
+                flags |= AT_RECURSIVE;
+            }
+            let c = cstring(&src);
+            // SAFETY: open_tree with a valid C path; it returns a new fd or -1.
+            let r =
+                unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
+            match sys::check(r) {
+                // SAFETY: a fresh fd from open_tree, owned from here.
+                Ok(fd) => fds.push(Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })),
+                Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                    return Ok(BindSources::default());
+                }
+                Err(e) => {
+                    return Err(Error::sys(
+                        format!(
+                            "bind mount source {} for {}",
+                            src.display(),
+                            m.destination().display()
+                        ),
+                        e,
+                    ));
+                }
+            }
+        }
+        Ok(BindSources(fds))
+    }
+
+    fn take(&mut self, i: usize) -> Option<OwnedFd> {
+        self.0.get_mut(i).and_then(Option::take)
+    }
+}
+
+/// Everything up to (not including) pivot_root. `sources`: the bind mounts'
+/// sources opened by `create` (in a user namespace), or none.
+pub fn prepare(plan: &RootfsPlan, mut sources: BindSources) -> Result<()> {
     // By default nothing mounted here propagates back to the host. A shared
     // rootfsPropagation (bidirectional volumes) is applied as asked, as runc does,
     // and the mount holding the rootfs is made private so that the rootfs and
@@ -79,12 +149,12 @@ pub fn prepare(plan: &RootfsPlan) -> Result<()> {
         .map_err(|e| Error::path("opening rootfs", plan.rootfs, e))?;
 
     let mut dev_bound = false;
-    for m in plan.mounts {
+    for (i, m) in plan.mounts.iter().enumerate() {
         let opts = mount_options::parse(m.options().as_deref().unwrap_or_default());
         if m.destination() == Path::new("/dev") && opts.is_bind() {
             dev_bound = true;
         }
-        mount_one(plan, &root, m, &opts)?;
+        mount_one(plan, &root, m, &opts, sources.take(i))?;
     }
     if !dev_bound {
         default_devices(&root, plan.in_userns)?;
@@ -95,11 +165,17 @@ pub fn prepare(plan: &RootfsPlan) -> Result<()> {
     Ok(())
 }
 
-fn mount_one(plan: &RootfsPlan, root: &OwnedFd, m: &Mount, opts: &MountOptions) -> Result<()> {
+fn mount_one(
+    plan: &RootfsPlan,
+    root: &OwnedFd,
+    m: &Mount,
+    opts: &MountOptions,
+    source: Option<OwnedFd>,
+) -> Result<()> {
     let dest = m.destination();
     let typ = m.typ().as_deref().unwrap_or("");
     if opts.is_bind() || typ == "bind" {
-        return bind_mount(plan, root, m, opts);
+        return bind_mount(plan, root, m, opts, source);
     }
     if typ == "cgroup" || typ == "cgroup2" {
         return mount_cgroup(plan, root, dest, opts);
@@ -174,28 +250,71 @@ fn ordinary_directory(root: &OwnedFd, dest: &Path, typ: &str) -> Result<()> {
     ))
 }
 
-fn bind_mount(plan: &RootfsPlan, root: &OwnedFd, m: &Mount, opts: &MountOptions) -> Result<()> {
-    let dest = m.destination();
+/// A bind mount's source path: absolute, or relative to the bundle.
+fn bind_source(bundle: &Path, m: &Mount) -> Result<PathBuf> {
     let src = m.source().as_ref().ok_or_else(|| {
         Error::config(
             "mounts.source",
-            format!("bind mount on {} has no source", dest.display()),
+            format!("bind mount on {} has no source", m.destination().display()),
         )
     })?;
-    let src = if src.is_absolute() {
+    Ok(if src.is_absolute() {
         src.clone()
     } else {
-        plan.bundle.join(src)
+        bundle.join(src)
+    })
+}
+
+/// Binds the source at the destination, resolved inside the rootfs. `source`:
+/// the detached copy `create` made of it (`BindSources`), attached here; without
+/// it the source is bound by path.
+fn bind_mount(
+    plan: &RootfsPlan,
+    root: &OwnedFd,
+    m: &Mount,
+    opts: &MountOptions,
+    source: Option<OwnedFd>,
+) -> Result<()> {
+    let dest = m.destination();
+    let src = bind_source(plan.bundle, m)?;
+    let Some(source) = source else {
+        let meta =
+            std::fs::metadata(&src).map_err(|e| Error::path("bind mount source", &src, e))?;
+        let target = sys::ensure_in_root(root.as_raw_fd(), dest, !meta.is_dir())?;
+        let flags = libc::MS_BIND | (opts.flags & libc::MS_REC);
+        sys::mount_c(Some(&cstring(&src)), &fd_path(&target), None, flags, None).map_err(|e| {
+            Error::sys(
+                format!("bind-mounting {} on {}", src.display(), dest.display()),
+                e,
+            )
+        })?;
+        return finish_mount(root, dest, opts, true);
     };
-    let meta = std::fs::metadata(&src).map_err(|e| Error::path("bind mount source", &src, e))?;
-    let target = sys::ensure_in_root(root.as_raw_fd(), dest, !meta.is_dir())?;
-    let flags = libc::MS_BIND | (opts.flags & libc::MS_REC);
-    sys::mount_c(Some(&cstring(&src)), &fd_path(&target), None, flags, None).map_err(|e| {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat of an open fd into a valid out pointer.
+    sys::check_int(unsafe { libc::fstat(source.as_raw_fd(), &mut st) })
+        .map_err(|e| Error::path("bind mount source", &src, e))?;
+    let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    let target = sys::ensure_in_root(root.as_raw_fd(), dest, !is_dir)?;
+    // SAFETY: move_mount of the detached tree behind `source` onto the O_PATH
+    // fd `target`, both named by fd with empty paths.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            source.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    sys::check(r).map_err(|e| {
         Error::sys(
             format!("bind-mounting {} on {}", src.display(), dest.display()),
             e,
         )
     })?;
+    drop(source);
     finish_mount(root, dest, opts, true)
 }
 
@@ -265,7 +384,6 @@ struct MountAttr {
 }
 
 fn set_recursive_attrs(fd: &OwnedFd, set: u64, clear: u64, dest: &Path) -> Result<()> {
-    const AT_RECURSIVE: libc::c_uint = 0x8000;
     let attr = MountAttr {
         attr_set: set,
         attr_clr: clear,

@@ -899,6 +899,127 @@ fn joined_user_namespace_with_the_pause_pid_namespace() {
     assert_eq!(lines[3], ns_of(pause, "user"), "{out}");
 }
 
+/// A host directory only the host's root may enter (root-owned, 0700), as
+/// kubelet's pod directories are to a pod's user namespace, holding what a
+/// container binds: two directories and two files, owned by the mapped root
+/// (100000) so that only a read-only mount keeps it from writing.
+fn closed_host_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::{PermissionsExt, chown};
+    let dir = tempfile::Builder::new()
+        .prefix("berth-closed-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("ro")).unwrap();
+    std::fs::write(d.join("ro/hello"), "read-only dir\n").unwrap();
+    std::fs::write(d.join("ro-file"), "read-only file\n").unwrap();
+    std::fs::create_dir_all(d.join("rw")).unwrap();
+    std::fs::write(d.join("rw-file"), "rw file\n").unwrap();
+    for p in ["ro", "ro-file", "rw", "rw-file"] {
+        chown(d.join(p), Some(100000), Some(100000)).unwrap();
+    }
+    dir
+}
+
+/// Binds the closed directory's four sources into `b` (their targets made in
+/// the rootfs beforehand, as berthd does) and runs a script that reads them and
+/// writes where it may; returns its output.
+fn run_with_closed_binds(rt: &Runtime, b: &mut Bundle, closed: &Path, name: &str) -> String {
+    let rootfs = b.path().join("rootfs");
+    for d in ["vol-ro", "vol-rw"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    for f in ["file-ro", "file-rw"] {
+        std::fs::write(rootfs.join(f), "").unwrap();
+    }
+    let src = |p: &str| closed.join(p).display().to_string();
+    b.config["mounts"].as_array_mut().unwrap().extend([
+        json!({"destination": "/vol-ro", "type": "bind", "source": src("ro"), "options": ["rbind", "ro"]}),
+        json!({"destination": "/vol-rw", "type": "bind", "source": src("rw"), "options": ["rbind", "rw"]}),
+        json!({"destination": "/file-ro", "type": "bind", "source": src("ro-file"), "options": ["bind", "ro"]}),
+        json!({"destination": "/file-rw", "type": "bind", "source": src("rw-file"), "options": ["bind"]}),
+    ]);
+    b.config["process"]["args"] = json!([
+        "sh",
+        "-c",
+        "id -u; cat /vol-ro/hello /file-ro /file-rw; \
+         (echo x > /vol-ro/new) 2>&1; (echo x >> /file-ro) 2>&1; \
+         echo written > /vol-rw/new && cat /vol-rw/new; echo appended >> /file-rw"
+    ]);
+    let (code, out, err) = rt.run(b, name);
+    assert_eq!(code, 0, "{err}");
+    out
+}
+
+fn check_closed_binds(out: &str, closed: &Path) {
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0", "root of the user namespace: {out}");
+    assert_eq!(
+        lines[1..4],
+        ["read-only dir", "read-only file", "rw file"],
+        "{out}"
+    );
+    assert!(lines[4].contains("Read-only file system"), "{out}");
+    assert!(lines[5].contains("Read-only file system"), "{out}");
+    assert_eq!(lines[6], "written", "{out}");
+    assert_eq!(
+        std::fs::read_to_string(closed.join("rw/new")).unwrap(),
+        "written\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(closed.join("rw-file")).unwrap(),
+        "rw file\nappended\n"
+    );
+    assert!(!closed.join("ro/new").exists());
+}
+
+/// kubelet's projected volumes in a `hostUsers: false` pod: the sources live
+/// under root-owned 0750 pod directories, which the user namespace's root
+/// cannot traverse. The runtime, in the host's user namespace, opens the
+/// sources and the init attaches them; read-only and read-write binds of a
+/// directory and a file work, in a user namespace the container creates and
+/// in one it joins by path. A source that does not exist still fails the
+/// create with the mount and the path named, and leaves nothing behind.
+#[test]
+fn user_namespace_binds_sources_it_cannot_reach() {
+    let rt = Runtime::new();
+    let closed = closed_host_dir();
+
+    let mut b = sh("true");
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    let out = run_with_closed_binds(&rt, &mut b, closed.path(), "userns-binds-new");
+    check_closed_binds(&out, closed.path());
+
+    let closed = closed_host_dir();
+    let (_pause_bundle, _pause, pause) = userns_pause(&rt, "userns-binds-pause");
+    let mut b = userns_member(pause, &["true"], true);
+    let out = run_with_closed_binds(&rt, &mut b, closed.path(), "userns-binds-joined");
+    check_closed_binds(&out, closed.path());
+
+    let mut b = userns_member(pause, &["true"], true);
+    let missing = closed.path().join("missing");
+    b.config["mounts"].as_array_mut().unwrap().push(
+        json!({"destination": "/vol-ro", "type": "bind", "source": missing, "options": ["rbind", "ro"]}),
+    );
+    let (code, _out, err) = rt.run(&b, "userns-binds-missing");
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(&missing.display().to_string()) && err.contains("/vol-ro"),
+        "{err}"
+    );
+    assert!(err.contains("No such file or directory"), "{err}");
+    let id = format!("userns-binds-missing-{}", std::process::id());
+    assert!(!rt.root.path().join(&id).exists(), "state left behind");
+    assert!(!cgroup_dir("pids", &id).exists(), "cgroup left behind");
+    assert_eq!(others_in_userns_of(pause), Vec::<String>::new());
+}
+
 #[test]
 fn spec_matches_runc_shape() {
     let dir = tempfile::tempdir().unwrap();
