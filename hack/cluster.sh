@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A one-node Kubernetes cluster on loopback, with berthd as the node's runtime.
 #
-# Usage: hack/cluster.sh up|down|status|restart berthd|kubelet [--kill]
+# Usage: hack/cluster.sh up|demo|down|status|restart berthd|kubelet [--kill]
 #
 # up     builds what is missing (hack/kubernetes/build.sh, hack/build.sh), installs
 #        berth (hack/install.sh), generates certificates and keys with openssl, and
@@ -12,6 +12,7 @@
 # down   removes every pod through berthd, stops each process by its PID, and
 #        removes what the cluster made: mounts, network namespaces, veths, the
 #        KUBE-* iptables chains, the kubepods cgroups, kubelet's and etcd's state.
+# demo   a Deployment of 3 httpd replicas, waited for until Available.
 # status prints each process and the node.
 # restart stops berthd or kubelet (SIGKILL with --kill) and starts it again.
 #
@@ -551,10 +552,23 @@ status() {
     return $rc
 }
 
+# demo: a Deployment of 3 httpd replicas on berth, Available, and its pods.
+demo() {
+    alive kube-apiserver || die "no cluster: run $0 up"
+    local bin; bin=$(bin_dir)
+    export KUBECONFIG=$dir/admin.kubeconfig PATH=$bin:$PATH
+    kubectl get deployment web >/dev/null 2>&1 \
+        || kubectl create deployment web --image=docker.io/library/httpd:latest --replicas=3
+    kubectl rollout status deployment/web --timeout=120s
+    kubectl get pods -l app=web -o wide
+    kubectl get node -o wide
+}
+
 case "${1:-}" in
     up) up ;;
+    demo) demo ;;
     down) down ;;
     status) status ;;
     restart) shift; restart "$@" ;;
-    *) echo "usage: $0 up|down|status|restart berthd|kubelet [--kill]" >&2; exit 2 ;;
+    *) echo "usage: $0 up|demo|down|status|restart berthd|kubelet [--kill]" >&2; exit 2 ;;
 esac
