@@ -239,6 +239,15 @@ fn image_volume(m: &cri::Mount, image: &str) -> Checked {
             m.container_path, m.host_path
         ));
     }
+    // An image's files are shared by every container that mounts it: kubelet
+    // always asks for them read-only, and a request that does not is refused
+    // rather than quietly made read-only (critest v1.37 expects the refusal).
+    if !m.readonly {
+        return Err(format!(
+            "config.mounts for {:?} mounts image {image:?} with readonly false: image volumes are read-only",
+            m.container_path
+        ));
+    }
     sub_path(&m.image_sub_path)
 }
 
@@ -449,6 +458,14 @@ mod tests {
                         image_sub_path: "etc".into(),
                         ..Default::default()
                     }]
+                }),
+            ),
+            (
+                "readonly false",
+                Box::new(|c| {
+                    let mut m = image_mount("");
+                    m.readonly = false;
+                    c.mounts = vec![m]
                 }),
             ),
             (
