@@ -194,6 +194,18 @@ pub fn container_config(c: &cri::ContainerConfig) -> Checked {
         if e.value.contains(&0) {
             return Err(format!("config.envs[{:?}] contains a NUL byte", e.key));
         }
+        // KeyValue.value is bytes, but the OCI config carries the environment
+        // as JSON strings (oci-spec's Vec<String>, and runc's and berth-runtime's
+        // config.json), which cannot hold other bytes than UTF-8: a value that
+        // is not is refused rather than changed.
+        if let Err(err) = std::str::from_utf8(&e.value) {
+            return Err(format!(
+                "config.envs[{:?}]: the value is not UTF-8 (invalid byte at offset {}); berth \
+                 passes the environment through the OCI config, whose strings must be UTF-8",
+                e.key,
+                err.valid_up_to()
+            ));
+        }
         exec_bytes += e.key.len() + e.value.len() + 2;
     }
     if exec_bytes > MAX_EXEC_BYTES {
@@ -213,12 +225,43 @@ pub fn container_config(c: &cri::ContainerConfig) -> Checked {
             }
             None => absolute("config.mounts.host_path", &mount.host_path)?,
         }
+        bind_mount_options(mount)?;
     }
     for d in &c.devices {
         absolute("config.devices.container_path", &d.container_path)?;
         absolute("config.devices.host_path", &d.host_path)?;
     }
     labels("config", &c.labels, &c.annotations)
+}
+
+/// The bind mount options (KEP-5855) berth applies: those Kubernetes allows
+/// in `volumeMounts[].bindMountOptions`, passed to the runtime as OCI mount
+/// options on the container's bind mount.
+pub const BIND_MOUNT_OPTIONS: [&str; 3] = ["nodev", "noexec", "nosuid"];
+
+/// `Mount.mount_options`: only the options of `BIND_MOUNT_OPTIONS`, and not on
+/// an image volume (always nosuid and nodev, and refused by Kubernetes too).
+fn bind_mount_options(m: &cri::Mount) -> Checked {
+    if m.mount_options.is_empty() {
+        return Ok(());
+    }
+    if image_of(m).is_some() {
+        return Err(format!(
+            "config.mounts.mount_options {:?} for {:?}: bind mount options do not apply to an \
+             image volume",
+            m.mount_options, m.container_path
+        ));
+    }
+    for o in &m.mount_options {
+        if !BIND_MOUNT_OPTIONS.contains(&o.as_str()) {
+            return Err(format!(
+                "config.mounts.mount_options for {:?}: {o:?} is not supported; berth applies {}",
+                m.container_path,
+                BIND_MOUNT_OPTIONS.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The image a mount asks for (an image volume), if any.
@@ -483,5 +526,64 @@ mod tests {
             let e = container_config(&c).unwrap_err();
             assert!(e.contains(field), "{field}: {e}");
         }
+    }
+
+    /// KeyValue.value is bytes: a value that is not UTF-8 is
+    /// refused, naming the variable, and UTF-8 beyond ASCII passes.
+    #[test]
+    fn env_values_must_be_utf8() {
+        let mut c = ctr();
+        c.envs = vec![cri::KeyValue {
+            key: "LATIN1".into(),
+            value: b"caf\xe9".to_vec(),
+        }];
+        let e = container_config(&c).unwrap_err();
+        assert!(e.contains("config.envs[\"LATIN1\"]"), "{e}");
+        assert!(e.contains("not UTF-8"), "{e}");
+        assert!(e.contains("offset 3"), "{e}");
+        c.envs[0].value = "café ☕".as_bytes().to_vec();
+        container_config(&c).unwrap();
+    }
+
+    fn bind(options: &[&str]) -> cri::Mount {
+        cri::Mount {
+            container_path: "/data".into(),
+            host_path: "/tmp".into(),
+            mount_options: options.iter().map(|o| o.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Mount.mount_options (KEP-5855): nodev, noexec and nosuid on a host
+    /// path; anything else, or any option on an image volume, is refused.
+    #[test]
+    fn bind_mount_options() {
+        let mut c = ctr();
+        c.mounts = vec![bind(&["noexec", "nodev", "nosuid"])];
+        container_config(&c).unwrap();
+        for bad in [
+            "ro",
+            "exec",
+            "suid",
+            "rbind",
+            "nosymfollow",
+            "noexec,nodev",
+            "",
+        ] {
+            c.mounts = vec![bind(&["nodev", bad])];
+            let e = container_config(&c).unwrap_err();
+            assert!(e.contains("config.mounts.mount_options"), "{bad}: {e}");
+            assert!(
+                e.contains(&format!("{bad:?} is not supported")),
+                "{bad}: {e}"
+            );
+            assert!(e.contains("nodev, noexec, nosuid"), "{bad}: {e}");
+        }
+        let mut m = image_mount("");
+        m.mount_options = vec!["noexec".into()];
+        c.mounts = vec![m];
+        let e = container_config(&c).unwrap_err();
+        assert!(e.contains("config.mounts.mount_options"), "{e}");
+        assert!(e.contains("image volume"), "{e}");
     }
 }

@@ -864,3 +864,247 @@ async fn removing_an_image_keeps_the_layers_a_running_container_uses() {
     );
     c.remove_pod(&pod).await;
 }
+
+/// Each RPC of cri-api v0.37 berthd does not implement answers Unimplemented
+/// with a message naming the call, what is not supported and what to use.
+#[tokio::test]
+async fn unimplemented_rpcs_say_what_and_why() {
+    let d = Berthd::start();
+    let mut c = client(&d).await;
+    fn check<T: std::fmt::Debug>(
+        r: Result<tonic::Response<T>, tonic::Status>,
+        rpc: &str,
+        reason: &[&str],
+    ) {
+        let s = r.unwrap_err();
+        assert_eq!(s.code(), Code::Unimplemented, "{rpc}: {s:?}");
+        let m = s.message();
+        assert!(
+            m.starts_with(&format!("berthd does not implement {rpc}: ")),
+            "{rpc}: {m}"
+        );
+        for r in reason {
+            assert!(m.contains(r), "{rpc}: {m:?} does not say {r:?}");
+        }
+    }
+    let streaming =
+        |unary: &'static str| -> [&'static str; 3] { ["CRIListStreaming", "KEP-5825", unary] };
+    check(
+        c.rt.stream_pod_sandboxes(StreamPodSandboxesRequest::default())
+            .await,
+        "StreamPodSandboxes",
+        &streaming("call ListPodSandbox"),
+    );
+    check(
+        c.rt.stream_containers(StreamContainersRequest::default())
+            .await,
+        "StreamContainers",
+        &streaming("call ListContainers"),
+    );
+    check(
+        c.rt.stream_container_stats(StreamContainerStatsRequest::default())
+            .await,
+        "StreamContainerStats",
+        &streaming("call ListContainerStats"),
+    );
+    check(
+        c.rt.stream_pod_sandbox_stats(StreamPodSandboxStatsRequest::default())
+            .await,
+        "StreamPodSandboxStats",
+        &streaming("call ListPodSandboxStats"),
+    );
+    check(
+        c.img.stream_images(StreamImagesRequest::default()).await,
+        "StreamImages",
+        &streaming("call ListImages"),
+    );
+    let metrics = ["PodAndContainerStatsFromCRI", "cAdvisor"];
+    check(
+        c.rt.stream_pod_sandbox_metrics(StreamPodSandboxMetricsRequest::default())
+            .await,
+        "StreamPodSandboxMetrics",
+        &metrics,
+    );
+    check(
+        c.rt.list_metric_descriptors(ListMetricDescriptorsRequest::default())
+            .await,
+        "ListMetricDescriptors",
+        &metrics,
+    );
+    check(
+        c.rt.list_pod_sandbox_metrics(ListPodSandboxMetricsRequest::default())
+            .await,
+        "ListPodSandboxMetrics",
+        &metrics,
+    );
+    check(
+        c.rt.checkpoint_pod(CheckpointPodRequest {
+            pod_sandbox_id: "p".into(),
+            output_path: "/tmp/x".into(),
+            container_ids: vec!["c".into()],
+            ..Default::default()
+        })
+        .await,
+        "CheckpointPod",
+        &["checkpointing a pod", "CRIU"],
+    );
+    check(
+        c.rt.restore_pod(RestorePodRequest {
+            checkpoint_path: "/tmp/x".into(),
+            ..Default::default()
+        })
+        .await,
+        "RestorePod",
+        &["restoring a pod", "CRIU"],
+    );
+    check(
+        c.rt.checkpoint_container(CheckpointContainerRequest::default())
+            .await,
+        "CheckpointContainer",
+        &["checkpointing a container", "CRIU"],
+    );
+    check(
+        c.rt.update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest::default())
+            .await,
+        "UpdatePodSandboxResources",
+        &["pod-level resources", "best effort"],
+    );
+    // What berthd implements it advertises, and only that.
+    let features =
+        c.rt.status(StatusRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .features
+            .unwrap();
+    assert!(features.mount_options, "Mount.mount_options is applied");
+    assert!(!features.user_namespaces_host_network);
+}
+
+/// KeyValue.value is bytes: UTF-8 values reach the
+/// container byte for byte; a value that is not UTF-8 cannot be carried by the
+/// OCI config and is refused with InvalidArgument naming the variable.
+#[tokio::test]
+async fn env_values_are_bytes_utf8_passes_other_bytes_are_refused() {
+    let d = Berthd::with_network();
+    let mut c = client(&d).await;
+    c.pull(BUSYBOX).await;
+    let logs = d.dir.path().join("logs");
+    let pc = pod_config("envbytes", &logs, "");
+    let pod = c.run_pod(pc.clone()).await;
+
+    let mut bad = container_config("latin1", BUSYBOX, &["sleep", "100"]);
+    bad.envs = vec![
+        KeyValue {
+            key: "OK".into(),
+            value: b"fine".to_vec(),
+        },
+        KeyValue {
+            key: "LATIN1".into(),
+            value: b"caf\xe9".to_vec(),
+        },
+    ];
+    let e = c.create(&pod, &pc, bad).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(
+        e.message().contains("config.envs[\"LATIN1\"]") && e.message().contains("not UTF-8"),
+        "{}",
+        e.message()
+    );
+
+    let value = "café ☕ \u{1F600} tab\tend";
+    let mut good = container_config("utf8", BUSYBOX, &["sleep", "100"]);
+    good.envs = vec![KeyValue {
+        key: "GREETING".into(),
+        value: value.as_bytes().to_vec(),
+    }];
+    let id = c.create(&pod, &pc, good).await.unwrap();
+    c.start(&id).await;
+    let out = c.exec(&id, &["sh", "-c", "printf %s \"$GREETING\""]).await;
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert_eq!(out.stdout, value.as_bytes());
+    c.remove_pod(&pod).await;
+}
+
+/// Mount.mount_options (KEP-5855): nodev, noexec and nosuid are applied to the
+/// bind mount (the kernel's flags on it, and a script there cannot run); a
+/// mount without them keeps exec; an option berth does not apply is refused.
+#[tokio::test]
+async fn bind_mount_options_are_applied_to_the_bind() {
+    let d = Berthd::with_network();
+    let mut c = client(&d).await;
+    c.pull(BUSYBOX).await;
+    let logs = d.dir.path().join("logs");
+    let vol = tempfile::tempdir().unwrap();
+    let script = vol.path().join("run.sh");
+    std::fs::write(&script, "#!/bin/sh\necho ran\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let host = vol.path().to_string_lossy().to_string();
+    let pc = pod_config("mountopts", &logs, "");
+    let pod = c.run_pod(pc.clone()).await;
+
+    let mut cc = container_config("opts", BUSYBOX, &["sleep", "100"]);
+    cc.mounts = vec![
+        Mount {
+            container_path: "/locked".into(),
+            host_path: host.clone(),
+            mount_options: vec!["noexec".into(), "nodev".into(), "nosuid".into()],
+            ..Default::default()
+        },
+        Mount {
+            container_path: "/plain".into(),
+            host_path: host.clone(),
+            ..Default::default()
+        },
+    ];
+    let id = c.create(&pod, &pc, cc).await.unwrap();
+    c.start(&id).await;
+    // mountinfo: the fifth field is the mount point, the sixth its options.
+    let flags = |out: &[u8], mp: &str| -> Vec<String> {
+        String::from_utf8_lossy(out)
+            .lines()
+            .map(|l| l.split(' ').collect::<Vec<_>>())
+            .find(|f| f.len() > 5 && f[4] == mp)
+            .unwrap_or_else(|| panic!("{mp} not in mountinfo"))[5]
+            .split(',')
+            .map(String::from)
+            .collect()
+    };
+    let info = c.exec(&id, &["cat", "/proc/self/mountinfo"]).await;
+    let locked = flags(&info.stdout, "/locked");
+    for f in ["noexec", "nodev", "nosuid"] {
+        assert!(locked.contains(&f.to_string()), "/locked: {locked:?}");
+    }
+    let plain = flags(&info.stdout, "/plain");
+    assert!(!plain.contains(&"noexec".to_string()), "/plain: {plain:?}");
+    let ran = c.exec(&id, &["/plain/run.sh"]).await;
+    assert_eq!(
+        (ran.exit_code, ran.stdout.as_slice()),
+        (0, &b"ran\n"[..]),
+        "{ran:?}"
+    );
+    let refused = c
+        .exec(&id, &["sh", "-c", "/locked/run.sh; echo rc=$?"])
+        .await;
+    let out = String::from_utf8_lossy(&refused.stdout);
+    assert!(out.contains("rc=126"), "noexec: {refused:?}");
+    assert!(!out.contains("ran"), "noexec: {refused:?}");
+
+    let mut bad = container_config("badopt", BUSYBOX, &["sleep", "100"]);
+    bad.mounts = vec![Mount {
+        container_path: "/x".into(),
+        host_path: host,
+        mount_options: vec!["nosymfollow".into()],
+        ..Default::default()
+    }];
+    let e = c.create(&pod, &pc, bad).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(
+        e.message().contains("config.mounts.mount_options")
+            && e.message().contains("\"nosymfollow\" is not supported"),
+        "{}",
+        e.message()
+    );
+    c.remove_pod(&pod).await;
+}

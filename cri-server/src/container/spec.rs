@@ -41,7 +41,10 @@ pub fn container(
     let hostname = pod.hostname();
     b.env = image.env.clone();
     for kv in &c.envs {
-        b.set_env(format!("{}={}", kv.key, String::from_utf8_lossy(&kv.value)));
+        // validate refused values that are not UTF-8; none is changed here.
+        let value = std::str::from_utf8(&kv.value)
+            .map_err(|_| format!("config.envs[{:?}]: the value is not UTF-8", kv.key))?;
+        b.set_env(format!("{}={value}", kv.key));
     }
     b.default_path();
     if !b.env.iter().any(|e| e.starts_with("HOSTNAME=")) {
@@ -216,6 +219,13 @@ pub fn container(
             opts.push("rro");
         } else {
             opts.push(if m.readonly { "ro" } else { "rw" });
+        }
+        // KEP-5855's bind mount options (checked in validate: nodev, noexec,
+        // nosuid), on the bind itself as runc applies them.
+        for o in &m.mount_options {
+            if !opts.contains(&o.as_str()) {
+                opts.push(o.as_str());
+            }
         }
         b.mounts.push(berth_bundle::mounts::bind(
             &m.host_path,

@@ -89,6 +89,18 @@ impl Images {
 
 #[tonic::async_trait]
 impl ImageService for Images {
+    type StreamImagesStream = tonic::codegen::BoxStream<StreamImagesResponse>;
+
+    async fn stream_images(
+        &self,
+        _req: Request<StreamImagesRequest>,
+    ) -> Result<Response<Self::StreamImagesStream>, Status> {
+        Err(crate::service::unimplemented::list_streaming(
+            "StreamImages",
+            "ListImages",
+        ))
+    }
+
     async fn list_images(
         &self,
         req: Request<ListImagesRequest>,

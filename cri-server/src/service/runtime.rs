@@ -1,10 +1,13 @@
 //! The CRI RuntimeService: each call checks its request and hands the work to
 //! `pods` or `containers`; Exec, Attach and PortForward return a URL on the
-//! streaming server. The metrics calls answer Unimplemented (the generated default).
+//! streaming server. The calls berthd does not implement (list streaming, CRI
+//! metrics, pod checkpoints, pod resize) answer Unimplemented with a reason
+//! (`unimplemented`, docs/cri.md).
 
 use crate::container::{self, ContainerState};
 use crate::daemon::{Daemon, lock};
 use crate::pod::{self, PodState};
+use crate::service::unimplemented;
 use crate::store;
 use berth_proto::v1::runtime_service_server::RuntimeService;
 use berth_proto::v1::*;
@@ -427,14 +430,17 @@ impl RuntimeService for Runtime {
             features: Some(RuntimeFeatures {
                 supplemental_groups_policy: true,
                 user_namespaces_host_network: false,
+                mount_options: true,
             }),
         })
     }
 
+    type GetContainerEventsStream = BoxStream<ContainerEventResponse>;
+
     async fn get_container_events(
         &self,
         _req: Request<GetEventsRequest>,
-    ) -> Result<Response<BoxStream<ContainerEventResponse>>, Status> {
+    ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
         let rx = self.daemon.events.subscribe();
         let stream = tokio_stream::StreamExt::filter_map(
             tokio_stream::wrappers::BroadcastStream::new(rx),
@@ -458,9 +464,108 @@ impl RuntimeService for Runtime {
         &self,
         _req: Request<CheckpointContainerRequest>,
     ) -> Result<Response<CheckpointContainerResponse>, Status> {
-        Err(Status::unimplemented(
-            "berth does not checkpoint containers (no CRIU support)",
+        Err(unimplemented::checkpoint(
+            "CheckpointContainer",
+            "checkpointing a container",
         ))
+    }
+
+    async fn checkpoint_pod(
+        &self,
+        _req: Request<CheckpointPodRequest>,
+    ) -> Result<Response<CheckpointPodResponse>, Status> {
+        Err(unimplemented::checkpoint(
+            "CheckpointPod",
+            "checkpointing a pod",
+        ))
+    }
+
+    async fn restore_pod(
+        &self,
+        _req: Request<RestorePodRequest>,
+    ) -> Result<Response<RestorePodResponse>, Status> {
+        Err(unimplemented::checkpoint(
+            "RestorePod",
+            "restoring a pod from a checkpoint",
+        ))
+    }
+
+    type StreamPodSandboxesStream = BoxStream<StreamPodSandboxesResponse>;
+
+    async fn stream_pod_sandboxes(
+        &self,
+        _req: Request<StreamPodSandboxesRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
+        Err(unimplemented::list_streaming(
+            "StreamPodSandboxes",
+            "ListPodSandbox",
+        ))
+    }
+
+    type StreamContainersStream = BoxStream<StreamContainersResponse>;
+
+    async fn stream_containers(
+        &self,
+        _req: Request<StreamContainersRequest>,
+    ) -> Result<Response<Self::StreamContainersStream>, Status> {
+        Err(unimplemented::list_streaming(
+            "StreamContainers",
+            "ListContainers",
+        ))
+    }
+
+    type StreamContainerStatsStream = BoxStream<StreamContainerStatsResponse>;
+
+    async fn stream_container_stats(
+        &self,
+        _req: Request<StreamContainerStatsRequest>,
+    ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
+        Err(unimplemented::list_streaming(
+            "StreamContainerStats",
+            "ListContainerStats",
+        ))
+    }
+
+    type StreamPodSandboxStatsStream = BoxStream<StreamPodSandboxStatsResponse>;
+
+    async fn stream_pod_sandbox_stats(
+        &self,
+        _req: Request<StreamPodSandboxStatsRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
+        Err(unimplemented::list_streaming(
+            "StreamPodSandboxStats",
+            "ListPodSandboxStats",
+        ))
+    }
+
+    type StreamPodSandboxMetricsStream = BoxStream<StreamPodSandboxMetricsResponse>;
+
+    async fn stream_pod_sandbox_metrics(
+        &self,
+        _req: Request<StreamPodSandboxMetricsRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
+        Err(unimplemented::cri_metrics("StreamPodSandboxMetrics"))
+    }
+
+    async fn list_metric_descriptors(
+        &self,
+        _req: Request<ListMetricDescriptorsRequest>,
+    ) -> Result<Response<ListMetricDescriptorsResponse>, Status> {
+        Err(unimplemented::cri_metrics("ListMetricDescriptors"))
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _req: Request<ListPodSandboxMetricsRequest>,
+    ) -> Result<Response<ListPodSandboxMetricsResponse>, Status> {
+        Err(unimplemented::cri_metrics("ListPodSandboxMetrics"))
+    }
+
+    async fn update_pod_sandbox_resources(
+        &self,
+        _req: Request<UpdatePodSandboxResourcesRequest>,
+    ) -> Result<Response<UpdatePodSandboxResourcesResponse>, Status> {
+        Err(unimplemented::update_pod_sandbox_resources())
     }
 }
 
