@@ -35,6 +35,10 @@ stop() {
 
 if [ "${1:-start}" = stop ]; then
     stop
+    # The second registry serves critest alone (the first is the test suite's).
+    BERTH_REGISTRY_PORT=$second_port BERTH_REGISTRY_ADDR=127.0.0.1:$second_port \
+        BERTH_REGISTRY_DIR=/var/tmp/berth-registry-$second_port \
+        "$BERTH_ROOT_DIR/hack/registry.sh" stop
     exit 0
 fi
 
