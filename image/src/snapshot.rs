@@ -139,6 +139,20 @@ impl Snapshots {
             .collect()
     }
 
+    /// The snapshot directories of `chain_ids` (bottom first) as overlayfs wants
+    /// its lower layers: top first. None at all is `what`'s error `empty`.
+    fn lowers(&self, chain_ids: &[String], what: &str, empty: &str) -> Result<Vec<PathBuf>> {
+        let lowers: Vec<PathBuf> = chain_ids
+            .iter()
+            .rev()
+            .map(|c| self.fs(c))
+            .collect::<Result<_>>()?;
+        if lowers.is_empty() {
+            return Err(ImageError::invalid(what, empty));
+        }
+        Ok(lowers)
+    }
+
     /// Mounts the container rootfs at `target`: an overlay of the snapshots of
     /// `chain_ids` (bottom first) with `upper` and `work` (created here) on top.
     /// Falls back to copying the layers into `target` when overlayfs is missing.
@@ -152,17 +166,7 @@ impl Snapshots {
         for d in [upper, work, target] {
             std::fs::create_dir_all(d).map_err(|e| ImageError::io("creating", d, e))?;
         }
-        let lowers: Vec<PathBuf> = chain_ids
-            .iter()
-            .rev()
-            .map(|c| self.fs(c))
-            .collect::<Result<_>>()?;
-        if lowers.is_empty() {
-            return Err(ImageError::invalid(
-                "rootfs",
-                "an image without layers has no rootfs",
-            ));
-        }
+        let lowers = self.lowers(chain_ids, "rootfs", "an image without layers has no rootfs")?;
         match crate::overlay::mount(&lowers, upper, work, target) {
             Ok(()) => Ok(RootfsKind::Overlay),
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {
@@ -180,17 +184,11 @@ impl Snapshots {
     /// bound read-only onto itself.
     pub fn mount_view(&self, chain_ids: &[String], target: &Path) -> Result<RootfsKind> {
         std::fs::create_dir_all(target).map_err(|e| ImageError::io("creating", target, e))?;
-        let lowers: Vec<PathBuf> = chain_ids
-            .iter()
-            .rev()
-            .map(|c| self.fs(c))
-            .collect::<Result<_>>()?;
-        if lowers.is_empty() {
-            return Err(ImageError::invalid(
-                "image view",
-                "an image without layers has no files to mount",
-            ));
-        }
+        let lowers = self.lowers(
+            chain_ids,
+            "image view",
+            "an image without layers has no files to mount",
+        )?;
         if let Some(missing) = lowers.iter().find(|l| !l.is_dir()) {
             return Err(ImageError::invalid(
                 "image view",
