@@ -213,6 +213,7 @@ pub fn container_config(c: &cri::ContainerConfig) -> Checked {
             "config.command, args and envs are {exec_bytes} bytes together; at most {MAX_EXEC_BYTES}"
         ));
     }
+    crate::container::stop_signal_from_cri(c.stop_signal)?;
     for mount in &c.mounts {
         absolute("config.mounts.container_path", &mount.container_path)?;
         match image_of(mount) {

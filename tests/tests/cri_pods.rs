@@ -1108,3 +1108,60 @@ async fn bind_mount_options_are_applied_to_the_bind() {
     );
     c.remove_pod(&pod).await;
 }
+
+/// KEP-4960: `ContainerConfig.stop_signal` is the signal StopContainer sends,
+/// over the image's StopSignal, and `ContainerStatus.stop_signal` reports the
+/// signal in effect (SIGTERM when neither the request nor the image names one).
+#[tokio::test]
+async fn the_requested_stop_signal_stops_the_container_and_is_reported() {
+    let d = Berthd::with_network();
+    let mut c = client(&d).await;
+    c.pull(BUSYBOX).await;
+    let logs = d.dir.path().join("logs");
+    let pc = pod_config("stopsig", &logs, "");
+    let pod = c.run_pod(pc.clone()).await;
+
+    // Exits 7 on SIGUSR1 only: SIGTERM would end it with 143.
+    let script = "trap 'echo got-usr1; exit 7' USR1; trap '' TERM; echo ready; \
+                  while true; do sleep 0.1; done";
+    let mut config = container_config("usr1", BUSYBOX, &["sh", "-c", script]);
+    config.stop_signal = Signal::Sigusr1 as i32;
+    let usr1 = c.create(&pod, &pc, config).await.unwrap();
+    let plain = c
+        .create(
+            &pod,
+            &pc,
+            container_config("plain", BUSYBOX, &["sleep", "1000"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.status(&usr1).await.stop_signal, Signal::Sigusr1 as i32);
+    assert_eq!(c.status(&plain).await.stop_signal, Signal::Sigterm as i32);
+
+    c.start(&usr1).await;
+    let log = logs.join("usr1.log");
+    for _ in 0..100 {
+        if log_lines(&log).contains(&"ready".to_string()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.rt.stop_container(StopContainerRequest {
+        container_id: usr1.clone(),
+        timeout: 10,
+    })
+    .await
+    .unwrap();
+    let s = c.wait_exited(&usr1).await;
+    assert_eq!(s.exit_code, 7, "stopped by SIGUSR1, not killed: {s:?}");
+    assert!(log_lines(&log).contains(&"got-usr1".to_string()));
+
+    // A value the CRI's enum does not have is refused, naming the field.
+    let mut bad = container_config("bad", BUSYBOX, &["true"]);
+    bad.stop_signal = 99;
+    let e = c.create(&pod, &pc, bad).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("config.stop_signal 99"), "{e:?}");
+
+    c.remove_pod(&pod).await;
+}

@@ -254,7 +254,9 @@ pub fn container(
     Ok(Built {
         spec: b.build()?,
         user: b.user,
-        stop_signal: image.stop_signal_number(),
+        // The request's stop signal over the image's (KEP-4960).
+        stop_signal: super::signal::from_cri(c.stop_signal)?
+            .unwrap_or_else(|| image.stop_signal_number()),
     })
 }
 

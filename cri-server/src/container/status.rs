@@ -54,7 +54,7 @@ pub fn status_of(rec: &ContainerRecord) -> cri::ContainerStatus {
                 supplemental_groups: rec.user.2.iter().map(|&g| g as i64).collect(),
             }),
         }),
-        stop_signal: rec.stop_signal,
+        stop_signal: super::signal::to_cri(rec.stop_signal),
     }
 }
 
